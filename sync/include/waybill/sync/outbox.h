@@ -1,0 +1,114 @@
+// The outbox: every event the truck records, stored durably before anything is sent.
+//
+// CONTRACT (the implementation file opens with the full essay):
+//  * Append() returns a sequence number only after the transaction holding the event has been
+//    committed with the WAL synced to disk (durability mode "full": PRAGMA synchronous=FULL in WAL
+//    mode). Appends that arrive close together share one commit and one fsync (group commit).
+//  * Sequences are per device, strictly increasing, and never reused or decreasing, across
+//    crashes, reboots, corruption recovery and re-provisioning.
+//  * Events are deleted only by Ack() (the bridge said it stored them) or by the eviction policy,
+//    which thins the oldest fixes and never evicts delivery or proof-of-delivery events.
+//  * Thread-safe: every method may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "waybill/hal/clock.h"
+#include "waybill/status.h"
+
+namespace waybill::sync {
+
+// Event classes, with their priority: proof of delivery and delivery events before health before
+// fixes. Values are stored on disk: never renumber.
+enum class EventClass : uint8_t {
+  kFix = 1,
+  kHealth = 2,
+  kDelivery = 3,
+  kProofOfDelivery = 4,
+};
+bool IsProtected(EventClass cls);  // never evicted: kDelivery, kProofOfDelivery
+const char* ToString(EventClass cls);
+
+struct NewEvent {
+  EventClass cls = EventClass::kFix;
+  int64_t ts_ms = 0;  // wall time of the event, ms since the Unix epoch
+  hal::TimeSource ts_src = hal::TimeSource::kUnknown;
+  std::string body;  // the encoded event (nanopb message of the class; see sync/proto)
+};
+
+struct StoredEvent {
+  uint64_t seq = 0;
+  EventClass cls = EventClass::kFix;
+  int64_t ts_ms = 0;
+  hal::TimeSource ts_src = hal::TimeSource::kUnknown;
+  std::string body;
+};
+
+struct OutboxOptions {
+  std::string path;                      // the SQLite file, e.g. /var/lib/waybill/outbox.db
+  uint64_t quota_bytes = 256ull << 20;   // live data size that triggers eviction
+  uint64_t min_free_bytes = 16ull << 20; // keep this much free on the file system
+  int group_commit_max_events = 1024;    // most events in one transaction
+};
+
+struct OutboxStats {
+  uint64_t events = 0;
+  uint64_t by_class[5] = {};  // indexed by EventClass value
+  uint64_t bytes = 0;         // live data (pages in use * page size)
+  uint64_t next_seq = 0;
+  uint64_t oldest_ts_ms = 0;
+  uint64_t commits = 0;       // transactions committed since open
+  uint64_t appends = 0;       // events appended since open
+  uint64_t evicted = 0;       // fixes removed by the eviction policy since open
+  uint64_t refused = 0;       // appends refused for lack of space since open
+  std::vector<std::string> alarms;  // e.g. "outbox recovered from corruption: moved aside to ..."
+};
+
+class Outbox {
+ public:
+  virtual ~Outbox() = default;
+
+  // Opens (creating if needed) the outbox at options.path: runs migrations and
+  // PRAGMA integrity_check. A corrupt file is moved aside (path + ".corrupt-<unix_ms>") with its
+  // WAL, a fresh outbox starts, an alarm is raised, and the sequence continues above anything the
+  // old file could have used.
+  static Result<std::unique_ptr<Outbox>> Open(const OutboxOptions& options);
+
+  // Stores one event durably and returns its sequence. On error nothing was reported stored and
+  // the transaction was rolled back; see the implementation essay for the one exception (a failed
+  // final sync can leave the rows on disk, to be sent like any other event: duplicates, never loss).
+  // kNoSpace: a fix was refused because only protected events are left and the quota or the disk
+  // is full.
+  virtual Result<uint64_t> Append(const NewEvent& event) = 0;
+
+  // As Append, but returns at once; `done` runs on the outbox's writer thread after the commit.
+  virtual void AppendAsync(NewEvent event, std::function<void(Result<uint64_t>)> done) = 0;
+
+  // Claims up to `max_events` unclaimed events for sending, in the order the uplink drains:
+  // protected events first in sequence order, then health, then fixes in sequence order. A claim
+  // is a lease kept in memory: after a restart nothing is claimed. `newest_fix_first` puts the
+  // newest unclaimed fix at the front of the batch (live position after a dead zone).
+  virtual Result<std::vector<StoredEvent>> Claim(size_t max_events, bool newest_fix_first) = 0;
+
+  // The bridge stored these: delete them. Unknown sequences are ignored (acks may repeat).
+  virtual Status Ack(std::span<const uint64_t> seqs) = 0;
+
+  // The send failed or timed out: these may be claimed again.
+  virtual void Release(std::span<const uint64_t> seqs) = 0;
+
+  // First valid GNSS time arrived: events of this boot recorded with TimeSource::kMonotonic get
+  // ts_ms += offset_ms and TimeSource::kGnssCorrected. Returns how many were corrected.
+  virtual Result<uint64_t> CorrectTime(int64_t offset_ms) = 0;
+
+  virtual OutboxStats Stats() = 0;
+
+  // Waits for pending appends to commit. Called on SIGTERM before exit.
+  virtual Status Flush() = 0;
+};
+
+}  // namespace waybill::sync

@@ -1,0 +1,14 @@
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace waybill::ctl {
+
+// Each command group lives in its own file (cmd_<group>.cc) and adds its subcommands here.
+// A subcommand's callback reports its result with SetExitCode.
+void RegisterAll(CLI::App& app);
+
+int ExitCode();
+void SetExitCode(int code);
+
+}  // namespace waybill::ctl
