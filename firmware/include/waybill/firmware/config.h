@@ -1,0 +1,30 @@
+// waybill.toml: the device's own settings (identity, storage, API, GNSS options).
+//
+// The board file (boards/<board>/board.toml) says what hardware is where; this file says who the
+// device is and how it behaves. Unknown keys are errors, so a typo never passes silently.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "waybill/status.h"
+
+namespace waybill::firmware {
+
+struct DaemonConfig {
+  std::string device_id;       // [device] id: letters, digits, '-', '_', at most 64
+  std::string data_dir;        // [storage] data_dir: overrides the board's when set
+  uint64_t quota_bytes = 256ull << 20;    // [storage] quota_mb
+  uint64_t min_free_bytes = 16ull << 20;  // [storage] min_free_mb
+  std::string api_host = "127.0.0.1";     // [api] host
+  int api_port = 8080;                    // [api] port (0: any free port, printed at start)
+  bool gnss_require_checksum = true;      // [gnss] require_checksum
+  int64_t health_period_ms = 300000;      // [health] period_s
+};
+
+// Reads and validates the file. Errors name the file, the key and what is expected.
+Result<DaemonConfig> LoadDaemonConfig(const std::string& path);
+// Same, from text (for tests); `origin` names the text in error messages.
+Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string& origin);
+
+}  // namespace waybill::firmware

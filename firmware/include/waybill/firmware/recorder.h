@@ -1,0 +1,49 @@
+// Recorder: turns what the truck observes into outbox events, stamped with honest time.
+//
+// Every Record* call returns only once the event is durably in the outbox (Outbox::Append), so
+// a caller that answers "stored" to the driver is telling the truth. Thread-safe: the GNSS loop
+// and the local API record concurrently; the outbox's group commit merges their fsyncs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "waybill/hal/clock.h"
+#include "waybill/hal/gnss_fix.h"
+#include "waybill/status.h"
+#include "waybill/sync/events.h"
+#include "waybill/sync/outbox.h"
+
+namespace waybill::firmware {
+
+struct Stamp {
+  int64_t ts_ms = 0;
+  hal::TimeSource src = hal::TimeSource::kUnknown;
+};
+
+struct Recorded {
+  uint64_t seq = 0;
+  Stamp stamp;
+};
+
+class Recorder {
+ public:
+  // `now` says what time it is and from what source (see TimeKeeper). Both must outlive this.
+  Recorder(sync::Outbox& outbox, std::function<Stamp()> now)
+      : outbox_(outbox), now_(std::move(now)) {}
+
+  // A fix is stamped with its own GNSS time when it has one, else with `now`.
+  Result<Recorded> RecordFix(const hal::GnssFix& fix);
+  // Validates first: kInvalidArgument names the field, and nothing is stored.
+  Result<Recorded> RecordDelivery(const sync::DeliveryEvent& event);
+  Result<Recorded> RecordProof(const sync::ProofOfDelivery& proof);
+  Result<Recorded> RecordHealth(const sync::Health& health);
+
+ private:
+  Result<Recorded> Append(sync::EventClass cls, Stamp stamp, std::string body);
+
+  sync::Outbox& outbox_;
+  std::function<Stamp()> now_;
+};
+
+}  // namespace waybill::firmware

@@ -1,0 +1,155 @@
+#include "waybill/firmware/config.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace waybill::firmware {
+
+namespace {
+
+struct Reader {
+  const std::string& origin;
+
+  Status Unknown(const toml::table& table, const std::string& section,
+                 const std::set<std::string>& known) const {
+    for (const auto& [key, value] : table) {
+      std::string k(key.str());
+      if (!known.count(k)) {
+        std::string known_list;
+        for (const auto& n : known) known_list += (known_list.empty() ? "" : ", ") + n;
+        return Status::InvalidArgument(origin + ": unknown key " + section +
+                                       (section.empty() ? "" : ".") + k + " (known: " +
+                                       known_list + ")");
+      }
+    }
+    return Status::Ok();
+  }
+
+  std::string Where(const std::string& key, const toml::node& node) const {
+    return origin + ":" + std::to_string(node.source().begin.line) + ": " + key;
+  }
+};
+
+bool ValidDeviceId(const std::string& id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string& origin) {
+  toml::table root;
+  try {
+    root = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    return Status::InvalidArgument(origin + ":" + std::to_string(e.source().begin.line) + ":" +
+                                   std::to_string(e.source().begin.column) + ": " +
+                                   std::string(e.description()));
+  }
+  Reader r{origin};
+  DaemonConfig cfg;
+  if (Status s = r.Unknown(root, "", {"device", "storage", "api", "gnss", "health", "sampling"});
+      !s.ok()) {
+    return s;
+  }
+
+  auto section = [&](const char* name) -> const toml::table* {
+    return root[name].as_table();
+  };
+  auto get_int = [&](const toml::table& t, const std::string& key, int64_t lo, int64_t hi,
+                     int64_t* out) -> Status {
+    const toml::node* n = t.get(key);
+    if (!n) return Status::Ok();
+    std::optional<int64_t> v = n->value<int64_t>();
+    if (!v || *v < lo || *v > hi) {
+      return Status::InvalidArgument(r.Where(key, *n) + " must be a whole number from " +
+                                     std::to_string(lo) + " to " + std::to_string(hi));
+    }
+    *out = *v;
+    return Status::Ok();
+  };
+
+  const toml::table* device = section("device");
+  if (!device || !device->get("id")) {
+    return Status::InvalidArgument(origin + ": [device] id is required (e.g. id = \"truck-0042\")");
+  }
+  if (Status s = r.Unknown(*device, "device", {"id"}); !s.ok()) return s;
+  std::optional<std::string> id = device->get("id")->value<std::string>();
+  if (!id || !ValidDeviceId(*id)) {
+    return Status::InvalidArgument(
+        r.Where("device.id", *device->get("id")) +
+        " must be 1 to 64 letters, digits, '-' or '_' (it is part of MQTT topics)");
+  }
+  cfg.device_id = *id;
+
+  if (const toml::table* storage = section("storage")) {
+    if (Status s = r.Unknown(*storage, "storage", {"data_dir", "quota_mb", "min_free_mb"});
+        !s.ok()) {
+      return s;
+    }
+    if (const toml::node* n = storage->get("data_dir")) {
+      std::optional<std::string> dir = n->value<std::string>();
+      if (!dir || dir->empty()) {
+        return Status::InvalidArgument(r.Where("storage.data_dir", *n) + " must be a path");
+      }
+      cfg.data_dir = *dir;
+    }
+    int64_t quota_mb = static_cast<int64_t>(cfg.quota_bytes >> 20);
+    int64_t min_free_mb = static_cast<int64_t>(cfg.min_free_bytes >> 20);
+    if (Status s = get_int(*storage, "quota_mb", 1, 1 << 20, &quota_mb); !s.ok()) return s;
+    if (Status s = get_int(*storage, "min_free_mb", 0, 1 << 20, &min_free_mb); !s.ok()) return s;
+    cfg.quota_bytes = static_cast<uint64_t>(quota_mb) << 20;
+    cfg.min_free_bytes = static_cast<uint64_t>(min_free_mb) << 20;
+  }
+
+  if (const toml::table* api = section("api")) {
+    if (Status s = r.Unknown(*api, "api", {"host", "port"}); !s.ok()) return s;
+    if (const toml::node* n = api->get("host")) {
+      std::optional<std::string> host = n->value<std::string>();
+      if (!host || (*host != "127.0.0.1" && *host != "::1" && *host != "localhost" &&
+                    *host != "0.0.0.0")) {
+        return Status::InvalidArgument(r.Where("api.host", *n) +
+                                       " must be 127.0.0.1, ::1 or localhost (the in-cab API "
+                                       "is local), or 0.0.0.0 for an emulated board");
+      }
+      cfg.api_host = *host;
+    }
+    int64_t port = cfg.api_port;
+    if (Status s = get_int(*api, "port", 0, 65535, &port); !s.ok()) return s;
+    cfg.api_port = static_cast<int>(port);
+  }
+
+  if (const toml::table* gnss = section("gnss")) {
+    if (Status s = r.Unknown(*gnss, "gnss", {"require_checksum"}); !s.ok()) return s;
+    if (const toml::node* n = gnss->get("require_checksum")) {
+      std::optional<bool> v = n->value<bool>();
+      if (!v) return Status::InvalidArgument(r.Where("gnss.require_checksum", *n) + " must be true or false");
+      cfg.gnss_require_checksum = *v;
+    }
+  }
+
+  if (const toml::table* health = section("health")) {
+    if (Status s = r.Unknown(*health, "health", {"period_s"}); !s.ok()) return s;
+    int64_t period_s = cfg.health_period_ms / 1000;
+    if (Status s = get_int(*health, "period_s", 10, 86400, &period_s); !s.ok()) return s;
+    cfg.health_period_ms = period_s * 1000;
+  }
+  return cfg;
+}
+
+Result<DaemonConfig> LoadDaemonConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::NotFound("config file " + path + " cannot be read");
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseDaemonConfig(text.str(), path);
+}
+
+}  // namespace waybill::firmware

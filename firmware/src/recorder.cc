@@ -1,0 +1,37 @@
+#include "waybill/firmware/recorder.h"
+
+namespace waybill::firmware {
+
+Result<Recorded> Recorder::Append(sync::EventClass cls, Stamp stamp, std::string body) {
+  sync::NewEvent ev;
+  ev.cls = cls;
+  ev.ts_ms = stamp.ts_ms;
+  ev.ts_src = stamp.src;
+  ev.body = std::move(body);
+  Result<uint64_t> seq = outbox_.Append(ev);
+  if (!seq.ok()) return seq.status();
+  return Recorded{*seq, stamp};
+}
+
+Result<Recorded> Recorder::RecordFix(const hal::GnssFix& fix) {
+  Stamp stamp = fix.utc_ms ? Stamp{*fix.utc_ms, hal::TimeSource::kGnss} : now_();
+  return Append(sync::EventClass::kFix, stamp, sync::EncodeFix(fix));
+}
+
+Result<Recorded> Recorder::RecordDelivery(const sync::DeliveryEvent& event) {
+  Result<std::string> body = sync::EncodeDelivery(event);
+  if (!body.ok()) return body.status();
+  return Append(sync::EventClass::kDelivery, now_(), std::move(body).value());
+}
+
+Result<Recorded> Recorder::RecordProof(const sync::ProofOfDelivery& proof) {
+  Result<std::string> body = sync::EncodeProof(proof);
+  if (!body.ok()) return body.status();
+  return Append(sync::EventClass::kProofOfDelivery, now_(), std::move(body).value());
+}
+
+Result<Recorded> Recorder::RecordHealth(const sync::Health& health) {
+  return Append(sync::EventClass::kHealth, now_(), sync::EncodeHealth(health));
+}
+
+}  // namespace waybill::firmware
