@@ -1,5 +1,6 @@
 #include "waybill/firmware/config.h"
 
+#include <climits>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -140,6 +141,39 @@ Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string&
     int64_t period_s = cfg.health_period_ms / 1000;
     if (Status s = get_int(*health, "period_s", 10, 86400, &period_s); !s.ok()) return s;
     cfg.health_period_ms = period_s * 1000;
+  }
+  if (const toml::table* sampling = section("sampling")) {
+    SamplerConfig& sc = cfg.sampling;
+    struct Key {
+      const char* name;
+      int64_t* i64;
+      int32_t* i32;
+    } keys[] = {
+        {"min_period_ms", &sc.min_period_ms, nullptr},
+        {"max_period_ms", &sc.max_period_ms, nullptr},
+        {"min_distance_m", nullptr, &sc.min_distance_m},
+        {"heading_change_deg", nullptr, &sc.heading_change_deg},
+        {"heading_min_speed_kmh", nullptr, &sc.heading_min_speed_kmh},
+        {"speed_change_kmh", nullptr, &sc.speed_change_kmh},
+        {"stop_speed_kmh", nullptr, &sc.stop_speed_kmh},
+        {"move_speed_kmh", nullptr, &sc.move_speed_kmh},
+        {"stop_after_ms", &sc.stop_after_ms, nullptr},
+        {"parked_period_ms", &sc.parked_period_ms, nullptr},
+        {"outage_after_ms", &sc.outage_after_ms, nullptr},
+    };
+    std::set<std::string> known;
+    for (const Key& k : keys) known.insert(k.name);
+    if (Status s = r.Unknown(*sampling, "sampling", known); !s.ok()) return s;
+    for (const Key& k : keys) {
+      int64_t v = k.i64 ? *k.i64 : *k.i32;
+      int64_t hi = k.i64 ? (int64_t{1} << 40) : INT32_MAX;
+      if (Status s = get_int(*sampling, k.name, INT32_MIN, hi, &v); !s.ok()) return s;
+      if (k.i64) *k.i64 = v;
+      else *k.i32 = static_cast<int32_t>(v);
+    }
+    if (Status s = ValidateSamplerConfig(sc); !s.ok()) {
+      return Status::InvalidArgument(origin + ": " + s.message());
+    }
   }
   return cfg;
 }

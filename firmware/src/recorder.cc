@@ -13,8 +13,7 @@ Result<Recorded> Recorder::Append(sync::EventClass cls, Stamp stamp, std::string
   return Recorded{*seq, stamp};
 }
 
-Result<Recorded> Recorder::RecordFix(const hal::GnssFix& fix) {
-  Stamp stamp = fix.utc_ms ? Stamp{*fix.utc_ms, hal::TimeSource::kGnss} : now_();
+Result<Recorded> Recorder::RecordFix(const hal::GnssFix& fix, Stamp stamp) {
   return Append(sync::EventClass::kFix, stamp, sync::EncodeFix(fix));
 }
 

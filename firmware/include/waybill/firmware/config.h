@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "waybill/firmware/sampler.h"
 #include "waybill/status.h"
 
 namespace waybill::firmware {
@@ -20,6 +21,7 @@ struct DaemonConfig {
   int api_port = 8080;                    // [api] port (0: any free port, printed at start)
   bool gnss_require_checksum = true;      // [gnss] require_checksum
   int64_t health_period_ms = 300000;      // [health] period_s
+  SamplerConfig sampling;                 // [sampling], see docs/SAMPLING.md
 };
 
 // Reads and validates the file. Errors name the file, the key and what is expected.

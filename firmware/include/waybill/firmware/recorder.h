@@ -32,8 +32,9 @@ class Recorder {
   Recorder(sync::Outbox& outbox, std::function<Stamp()> now)
       : outbox_(outbox), now_(std::move(now)) {}
 
-  // A fix is stamped with its own GNSS time when it has one, else with `now`.
-  Result<Recorded> RecordFix(const hal::GnssFix& fix);
+  // The caller stamps a fix: with its own GNSS time when the time keeper accepted it, else with
+  // the time keeper's time less the fix's age.
+  Result<Recorded> RecordFix(const hal::GnssFix& fix, Stamp stamp);
   // Validates first: kInvalidArgument names the field, and nothing is stored.
   Result<Recorded> RecordDelivery(const sync::DeliveryEvent& event);
   Result<Recorded> RecordProof(const sync::ProofOfDelivery& proof);

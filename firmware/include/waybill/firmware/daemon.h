@@ -1,0 +1,100 @@
+// Daemon: waybilld's composition of the board's hardware, the GNSS pipeline, the outbox and the
+// local API.
+//
+// Threads: the GNSS thread owns the source and the parser (bytes -> fixes -> time keeper ->
+// sampler -> outbox); the API server has its own; Run() is the supervisor: it records health
+// events, kicks the hardware and systemd watchdogs while the GNSS thread and the outbox make
+// progress, and on RequestStop() stops the API (in-flight requests finish), the GNSS thread,
+// flushes the outbox and returns.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "waybill/firmware/config.h"
+#include "waybill/firmware/local_api.h"
+#include "waybill/firmware/photo_store.h"
+#include "waybill/firmware/recorder.h"
+#include "waybill/firmware/sampler.h"
+#include "waybill/firmware/time_keeper.h"
+#include "waybill/hal/board.h"
+#include "waybill/hal/gnss_source.h"
+#include "waybill/hal/nmea.h"
+#include "waybill/hal/storage_health.h"
+#include "waybill/hal/watchdog.h"
+#include "waybill/sync/outbox.h"
+
+namespace waybill::firmware {
+
+struct DaemonOptions {
+  hal::BoardConfig board;
+  DaemonConfig config;
+  std::optional<double> replay_speed;  // overrides the board's gnss.replay_speed
+  bool stop_at_end_of_replay = false;  // for tests and benchmarks
+};
+
+class Daemon {
+ public:
+  // Opens the outbox (with its integrity check and recovery), the GNSS source, the watchdog and
+  // binds the local API. Errors say which part failed and why; nothing is left running.
+  static Result<std::unique_ptr<Daemon>> Create(DaemonOptions options, hal::Clock& clock,
+                                                hal::Sleeper& sleeper);
+  ~Daemon();
+
+  // Runs until RequestStop() (or the replay ends, if asked), then shuts down cleanly: the
+  // returned Status is the outbox flush's.
+  Status Run();
+  // Thread-safe and async-signal-tolerant enough for a signal-watching thread.
+  void RequestStop();
+
+  int api_port() const { return api_->port(); }
+  nlohmann::json StatusJson();
+
+ private:
+  Daemon(DaemonOptions options, hal::Clock& clock, hal::Sleeper& sleeper);
+  void GnssLoop();
+  void HandleFix(const hal::GnssFix& fix, int64_t mono_ms);
+  Stamp StampFor(const hal::GnssFix& fix, bool gnss_time_accepted, int64_t age_ms);
+  void RecordHealth();
+  bool WaitForStop(int64_t timeout_ms);
+
+  DaemonOptions options_;
+  hal::Clock& clock_;
+  hal::Sleeper& sleeper_;
+  int64_t started_mono_ms_ = 0;
+
+  std::unique_ptr<sync::Outbox> outbox_;
+  std::unique_ptr<TimeKeeper> time_keeper_;
+  std::unique_ptr<Recorder> recorder_;
+  std::unique_ptr<PhotoStore> photos_;
+  std::unique_ptr<LocalApi> api_;
+  std::unique_ptr<hal::GnssSource> gnss_;
+  std::unique_ptr<hal::Watchdog> watchdog_;
+  std::unique_ptr<hal::StorageHealth> storage_;
+
+  // Owned by the GNSS thread; the snapshot below is what others read.
+  hal::NmeaParser parser_;
+  Sampler sampler_;
+
+  mutable std::mutex mu_;  // guards the snapshot
+  std::optional<hal::GnssFix> last_fix_;
+  hal::NmeaStats nmea_stats_;
+  SamplerStats sampler_stats_;
+  uint64_t record_errors_ = 0;
+  std::string last_record_error_;
+
+  std::atomic<int64_t> gnss_heartbeat_mono_ms_{0};
+  std::atomic<bool> replay_done_{false};
+  std::atomic<bool> stop_{false};
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  std::thread gnss_thread_;
+};
+
+}  // namespace waybill::firmware

@@ -1,0 +1,352 @@
+#include "waybill/firmware/daemon.h"
+
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+
+#include <array>
+#include <filesystem>
+
+#include "waybill/hal/serial.h"
+
+namespace waybill::firmware {
+
+namespace {
+
+constexpr int64_t kGnssReadTimeoutMs = 200;
+constexpr int64_t kSupervisorTickMs = 1000;
+// The GNSS thread is stuck if it has not come round its loop for this long: stop kicking the
+// watchdogs so that systemd (or the hardware) restarts the daemon.
+constexpr int64_t kGnssStallMs = 30000;
+// Recordings from before this date still replay on host-sim (the parser's default would call the
+// 2010 drives implausible); real receivers get the parser's stricter default.
+constexpr int64_t kReplayMinPlausibleUtcMs = 946684800000;  // 2000-01-01
+
+std::string Iso8601(int64_t ms) {
+  std::time_t s = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
+}
+
+hal::NmeaOptions ParserOptions(const DaemonOptions& o, const hal::Clock& clock) {
+  hal::NmeaOptions opts;
+  opts.require_checksum = o.config.gnss_require_checksum;
+  opts.clock = &clock;
+  if (o.board.gnss.source == hal::GnssSourceKind::kReplay) {
+    opts.min_plausible_utc_ms = kReplayMinPlausibleUtcMs;
+    opts.source = "replay of " + o.board.gnss.replay_file.filename().string();
+  } else {
+    opts.source = o.board.gnss.device;
+  }
+  return opts;
+}
+
+}  // namespace
+
+Daemon::Daemon(DaemonOptions options, hal::Clock& clock, hal::Sleeper& sleeper)
+    : options_(std::move(options)),
+      clock_(clock),
+      sleeper_(sleeper),
+      parser_(ParserOptions(options_, clock)) {}
+
+Daemon::~Daemon() {
+  RequestStop();
+  if (gnss_thread_.joinable()) gnss_thread_.join();
+}
+
+Result<std::unique_ptr<Daemon>> Daemon::Create(DaemonOptions options, hal::Clock& clock,
+                                               hal::Sleeper& sleeper) {
+  std::unique_ptr<Daemon> d(new Daemon(std::move(options), clock, sleeper));
+  DaemonOptions& o = d->options_;
+  d->started_mono_ms_ = clock.mono_ms();
+
+  std::filesystem::path data_dir =
+      o.config.data_dir.empty() ? o.board.storage.data_dir : o.config.data_dir;
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) {
+    return Status::IOError("data directory " + data_dir.string() + " cannot be created: " +
+                           ec.message());
+  }
+
+  Result<Sampler> sampler = Sampler::Create(o.config.sampling);
+  if (!sampler.ok()) return sampler.status();
+  d->sampler_ = std::move(sampler).value();
+
+  TimeKeeperConfig tk_config;
+  if (o.board.gnss.source == hal::GnssSourceKind::kReplay) {
+    tk_config.min_utc_ms = kReplayMinPlausibleUtcMs;
+  }
+  Result<std::unique_ptr<TimeKeeper>> tk = TimeKeeper::Create(clock, tk_config);
+  if (!tk.ok()) return tk.status();
+  d->time_keeper_ = std::move(tk).value();
+
+  sync::OutboxOptions ob;
+  ob.path = (data_dir / "outbox.db").string();
+  ob.quota_bytes = o.config.quota_bytes;
+  ob.min_free_bytes = o.config.min_free_bytes;
+  Result<std::unique_ptr<sync::Outbox>> outbox = sync::Outbox::Open(ob);
+  if (!outbox.ok()) return outbox.status();
+  d->outbox_ = std::move(outbox).value();
+  for (const std::string& alarm : d->outbox_->Stats().alarms) {
+    spdlog::error("outbox alarm: {}", alarm);
+  }
+
+  TimeKeeper* keeper = d->time_keeper_.get();
+  d->recorder_ = std::make_unique<Recorder>(*d->outbox_, [keeper] {
+    Timestamp t = keeper->Now();
+    return Stamp{t.ts_ms, t.source};
+  });
+  d->photos_ = std::make_unique<PhotoStore>((data_dir / "photos").string());
+  d->storage_ = hal::NewLinuxStorageHealth(data_dir.string());
+
+  // The GNSS source: a replayed recording or the receiver on its serial port.
+  const hal::BoardConfig::Gnss& g = o.board.gnss;
+  if (g.source == hal::GnssSourceKind::kReplay) {
+    hal::NmeaReplayOptions ro;
+    ro.speed = o.replay_speed.value_or(g.replay_speed);
+    ro.loop = g.replay_loop && !o.stop_at_end_of_replay;
+    auto src = hal::NmeaReplaySource::Open(g.replay_file, ro, clock, sleeper);
+    if (!src.ok()) return src.status();
+    d->gnss_ = std::move(src).value();
+  } else {
+    auto port = hal::NewLinuxSerialPort(g.device, g.baud);
+    if (!port.ok()) return port.status();
+    hal::ReconnectOptions rc;
+    rc.role = "GNSS receiver";
+    d->gnss_ = hal::NewSerialGnssSource(std::make_unique<hal::ReconnectingSerialPort>(
+        std::move(port).value(), clock, sleeper, rc));
+  }
+
+  if (o.board.watchdog) {
+    d->watchdog_ = hal::NewLinuxWatchdog(o.board.watchdog->device);
+    if (Status s = d->watchdog_->Start(o.board.watchdog->timeout_s); !s.ok()) {
+      return Status::Unavailable("watchdog " + o.board.watchdog->device + ": " + s.message());
+    }
+  } else {
+    d->watchdog_ = std::make_unique<hal::NullWatchdog>();
+  }
+
+  LocalApiHooks hooks;
+  Daemon* self = d.get();
+  hooks.last_fix = [self] {
+    std::lock_guard lock(self->mu_);
+    return self->last_fix_;
+  };
+  hooks.status = [self] { return self->StatusJson(); };
+  d->api_ = std::make_unique<LocalApi>(*d->recorder_, *d->photos_, std::move(hooks));
+  if (Status s = d->api_->Start(o.config.api_host, o.config.api_port); !s.ok()) return s;
+  return d;
+}
+
+void Daemon::RequestStop() {
+  {
+    std::lock_guard lock(stop_mu_);
+    stop_ = true;
+  }
+  stop_cv_.notify_all();
+}
+
+bool Daemon::WaitForStop(int64_t timeout_ms) {
+  std::unique_lock lock(stop_mu_);
+  return stop_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [this] {
+    return stop_.load() || (options_.stop_at_end_of_replay && replay_done_.load());
+  });
+}
+
+Stamp Daemon::StampFor(const hal::GnssFix& fix, bool gnss_time_accepted, int64_t age_ms) {
+  if (gnss_time_accepted && fix.utc_ms) return {*fix.utc_ms, hal::TimeSource::kGnss};
+  Timestamp now = time_keeper_->Now();
+  return {now.ts_ms - age_ms, now.source};
+}
+
+void Daemon::HandleFix(const hal::GnssFix& fix, int64_t mono_ms) {
+  GnssTimeUpdate update = time_keeper_->OnGnssFix(fix);
+  bool accepted = update.verdict == GnssTimeVerdict::kAccepted;
+  if (update.correction_offset_ms) {
+    Result<uint64_t> n = outbox_->CorrectTime(*update.correction_offset_ms);
+    if (n.ok()) {
+      spdlog::info("first GNSS time of this boot: {} events recorded before it corrected by {} ms",
+                   *n, *update.correction_offset_ms);
+    } else {
+      spdlog::error("first GNSS time: correcting earlier events failed: {}",
+                    n.status().ToString());
+    }
+  }
+
+  SampleDecision decision = sampler_.Offer(fix, mono_ms);
+  auto record = [&](const hal::GnssFix& f, Stamp stamp) {
+    Result<Recorded> r = recorder_->RecordFix(f, stamp);
+    if (!r.ok()) {
+      std::lock_guard lock(mu_);
+      ++record_errors_;
+      last_record_error_ = r.status().ToString();
+      // A refused breadcrumb (quota, disk full) is logged by the outbox once per episode.
+      if (!r.status().IsNoSpace()) spdlog::error("fix not stored: {}", last_record_error_);
+    }
+  };
+  if (decision.late) {
+    record(decision.late->fix, StampFor(decision.late->fix, accepted && decision.late->fix.utc_ms,
+                                        mono_ms - decision.late->mono_ms));
+  }
+  if (decision.keep) record(fix, StampFor(fix, accepted, 0));
+
+  std::lock_guard lock(mu_);
+  last_fix_ = fix;
+}
+
+void Daemon::GnssLoop() {
+  std::array<uint8_t, 4096> buf;
+  while (!stop_.load()) {
+    gnss_heartbeat_mono_ms_ = clock_.mono_ms();
+    Result<size_t> n = gnss_->Read(buf, kGnssReadTimeoutMs);
+    if (n.ok() && *n > 0) {
+      parser_.Feed(std::span<const uint8_t>(buf.data(), *n));
+    } else if (gnss_->exhausted()) {
+      parser_.Flush();
+    } else if (!n.ok()) {
+      // The serial source reconnects by itself and has logged the cause; do not spin.
+      sleeper_.SleepFor(kGnssReadTimeoutMs);
+    }
+    int64_t now = clock_.mono_ms();
+    for (const hal::GnssFix& fix : parser_.TakeFixes()) HandleFix(fix, now);
+    {
+      std::lock_guard lock(mu_);
+      nmea_stats_ = parser_.stats();
+      sampler_stats_ = sampler_.stats();
+    }
+    if (gnss_->exhausted() && parser_.pending_fixes() == 0) {
+      spdlog::info("GNSS source {} ended", gnss_->name());
+      replay_done_ = true;
+      stop_cv_.notify_all();
+      return;
+    }
+  }
+}
+
+void Daemon::RecordHealth() {
+  sync::OutboxStats ob = outbox_->Stats();
+  sync::Health h;
+  h.uptime_s = static_cast<uint64_t>((clock_.mono_ms() - started_mono_ms_) / 1000);
+  h.outbox_events = ob.events;
+  h.outbox_bytes = ob.bytes;
+  if (Result<hal::StorageStats> st = storage_->Check(); st.ok()) {
+    h.free_bytes = st->free_bytes;
+    h.storage_read_only = st->read_only;
+  }
+  {
+    std::lock_guard lock(mu_);
+    h.gnss_mode = last_fix_ ? static_cast<uint32_t>(last_fix_->mode) : 0;
+    h.nmea_rejected = nmea_stats_.rejected_total();
+  }
+  if (Result<Recorded> r = recorder_->RecordHealth(h); !r.ok()) {
+    spdlog::warn("health event not stored: {}", r.status().ToString());
+  }
+}
+
+Status Daemon::Run() {
+  gnss_thread_ = std::thread([this] { GnssLoop(); });
+  sd_notify(0, "READY=1\nSTATUS=recording");
+  uint64_t watchdog_usec = 0;
+  bool systemd_watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
+  spdlog::info("waybilld {} running: device {}, board {}, local API on {}:{}", WAYBILL_VERSION,
+               options_.config.device_id, options_.board.name, options_.config.api_host,
+               api_->port());
+
+  int64_t next_health = clock_.mono_ms();
+  while (!WaitForStop(kSupervisorTickMs)) {
+    int64_t now = clock_.mono_ms();
+    bool healthy = now - gnss_heartbeat_mono_ms_.load() < kGnssStallMs || replay_done_.load();
+    if (healthy) {
+      if (Status s = watchdog_->Kick(); !s.ok()) spdlog::warn("watchdog kick: {}", s.message());
+      if (systemd_watchdog) sd_notify(0, "WATCHDOG=1");
+    } else {
+      spdlog::error("GNSS thread has not run for {} ms: no longer kicking the watchdog",
+                    now - gnss_heartbeat_mono_ms_.load());
+    }
+    if (now >= next_health) {
+      RecordHealth();
+      next_health = now + options_.config.health_period_ms;
+    }
+  }
+
+  sd_notify(0, "STOPPING=1");
+  spdlog::info("stopping: finishing API requests, flushing the outbox");
+  api_->Stop();
+  RequestStop();
+  if (gnss_thread_.joinable()) gnss_thread_.join();
+  Status flushed = outbox_->Flush();
+  if (Status s = watchdog_->Stop(); !s.ok()) spdlog::warn("watchdog stop: {}", s.message());
+  if (!flushed.ok()) spdlog::error("outbox flush failed: {}", flushed.ToString());
+  return flushed;
+}
+
+nlohmann::json Daemon::StatusJson() {
+  using nlohmann::json;
+  sync::OutboxStats ob = outbox_->Stats();
+  Timestamp now = time_keeper_->Now();
+  json j;
+  j["device_id"] = options_.config.device_id;
+  j["version"] = WAYBILL_VERSION;
+  j["board"] = options_.board.name;
+  j["uptime_s"] = (clock_.mono_ms() - started_mono_ms_) / 1000;
+  {
+    std::lock_guard lock(mu_);
+    json g = {{"source", gnss_->name()},
+              {"time", Iso8601(now.ts_ms)},
+              {"time_source", std::string(hal::ToString(now.source))},
+              {"sentences", nmea_stats_.sentences},
+              {"fixes", nmea_stats_.fixes},
+              {"rejected", nmea_stats_.rejected_total()}};
+    json rejected = json::object();
+    for (size_t i = 0; i < hal::kNmeaRejectCount; ++i) {
+      if (nmea_stats_.rejected[i]) {
+        rejected[std::string(hal::ToString(static_cast<hal::NmeaReject>(i)))] =
+            nmea_stats_.rejected[i];
+      }
+    }
+    g["rejected_by_reason"] = rejected;
+    if (last_fix_) {
+      g["mode"] = static_cast<int>(last_fix_->mode);
+      g["lat"] = last_fix_->lat_e7 / 1e7;
+      g["lon"] = last_fix_->lon_e7 / 1e7;
+      if (last_fix_->speed_cmps) g["speed_kmh"] = *last_fix_->speed_cmps * 0.036;
+      if (last_fix_->sats) g["sats"] = *last_fix_->sats;
+    } else {
+      g["mode"] = 1;
+    }
+    j["gnss"] = g;
+    j["sampling"] = {{"received", sampler_stats_.received},
+                     {"kept", sampler_stats_.kept},
+                     {"state", std::string(ToString(sampler_.motion_state()))},
+                     {"record_errors", record_errors_}};
+    if (!last_record_error_.empty()) j["sampling"]["last_error"] = last_record_error_;
+  }
+  using sync::EventClass;
+  auto by = [&](EventClass c) { return ob.by_class[static_cast<int>(c)]; };
+  j["outbox"] = {{"events", ob.events},
+                 {"fixes", by(EventClass::kFix)},
+                 {"health", by(EventClass::kHealth)},
+                 {"deliveries", by(EventClass::kDelivery)},
+                 {"proofs", by(EventClass::kProofOfDelivery)},
+                 {"bytes", ob.bytes},
+                 {"next_seq", ob.next_seq},
+                 {"evicted", ob.evicted},
+                 {"refused", ob.refused},
+                 {"alarms", ob.alarms}};
+  if (Result<hal::StorageStats> st = storage_->Check(); st.ok()) {
+    j["storage"] = {{"data_dir", storage_->data_dir()},
+                    {"free_bytes", st->free_bytes},
+                    {"total_bytes", st->total_bytes},
+                    {"read_only", st->read_only}};
+  } else {
+    j["storage"] = {{"error", st.status().ToString()}};
+  }
+  return j;
+}
+
+}  // namespace waybill::firmware
