@@ -8,6 +8,9 @@ namespace waybill::ctl {
 // A subcommand's callback reports its result with SetExitCode.
 void RegisterAll(CLI::App& app);
 
+// cmd_gnss.cc: gnss replay.
+void RegisterGnss(CLI::App& app);
+
 int ExitCode();
 void SetExitCode(int code);
 
