@@ -3,13 +3,14 @@
 // A receiver gives a fix every second (or faster); storing and sending all of them costs storage
 // during dead zones and bytes on the cellular link, while most of them add nothing a map would
 // show: on a straight road the fixes in between lie on the line between their neighbours. The
-// sampler keeps the fixes that carry shape or news and drops the rest, one decision per fix, with
-// no look-ahead (the decision is final when Offer() returns, so a kept fix is stored at once) and
-// no allocation.
+// sampler keeps the fixes that carry shape or news and drops the rest, one decision per fix as it
+// arrives, in O(1) and without allocation. A kept fix can be stored at once; the one exception,
+// a late keep at a GNSS outage (rule 7), needs one fix of memory and no look-ahead.
 //
 // THE RULES, in the order they are tried for each fix (the first that applies gives the reason):
-//  1. A fix without a position is dropped (kNoPosition); a fix whose monotonic time is earlier
-//     than the last kept fix's is dropped (kOutOfOrder). Neither changes any state.
+//  1. A fix without a position is dropped (kNoPosition) and starts an outage (rule 7). A fix
+//     whose monotonic time is earlier than the last kept fix's is dropped (kOutOfOrder) and
+//     changes nothing.
 //  2. The first fix with a position is kept (kFirst).
 //  3. Motion state, with hysteresis so that speed noise at a standstill cannot flap it:
 //     moving --(speed < stop_speed_kmh)--> stopping --(still below move_speed_kmh after
@@ -20,38 +21,36 @@
 //     two are protected: they are kept even within min_period_ms, which cannot make them frequent
 //     since each needs the speed to cross both thresholds. A fix without a speed leaves the state
 //     as it is.
-//  4. Any other fix closer than min_period_ms to the last kept one is dropped (kTooSoon): a cap on
+//  4. The first fix with a position after an outage is kept (kAfterOutage), unless parked; it is
+//     protected like those of rule 3, as an outage gives at most one.
+//  5. Any other fix closer than min_period_ms to the last kept one is dropped (kTooSoon): a cap on
 //     the rate whatever the receiver's.
-//  5. While parked, one fix every parked_period_ms is kept (kParkedHeartbeat: the truck is still
-//     there and the unit alive); the others are dropped (kParked).
-//  6. While moving or stopping, a fix is kept when any of these holds against the last kept fix:
-//     the course turned by heading_change_deg or more (kHeading; only at heading_min_speed_kmh
-//     and above, as a receiver's course is noise when slow: the reference course is that of the
-//     last kept fix, or of the first fast fix after it when that one was slow), the speed changed
-//     by speed_change_kmh or more (kSpeedChange), the truck is min_distance_m or more away
+//  6. While parked, one fix every parked_period_ms is kept (kParkedHeartbeat: the truck is still
+//     there and the unit alive); the others are dropped (kParked). While moving or stopping, a
+//     fix is kept when any of these holds against the last kept fix: the course turned by
+//     heading_change_deg or more (kHeading; only at heading_min_speed_kmh and above, as a
+//     receiver's course is noise when slow: the reference course is that of the last kept fix,
+//     or of the first fast fix after it when that one was slow), the speed changed by
+//     speed_change_kmh or more (kSpeedChange), the truck is min_distance_m or more away
 //     (kDistance), or max_period_ms or more have passed (kMaxPeriod). Otherwise it is dropped
 //     (kUnchanged).
-//
 //  7. Outage: a GNSS outage begins with a fix without a position, or is a silence of
 //     outage_after_ms or more before a fix with one. When the last fix before it was dropped, it
-//     is kept after all, late, as kLastBeforeOutage: without it the track would end at the last
-//     kept fix, up to min_distance_m before the tunnel or loading bay where the signal was lost.
-//     The held fix is handed back in SampleDecision::late (to be stored before the current fix,
-//     if that is kept too); it is not held while parked, where the stop fix already says where
-//     the truck is. This is the one place a decision is revised, which costs one fix of memory
-//     and no look-ahead beyond the fix that reveals the outage. The first fix with a position
-//     after an outage is kept too, unless parked (kAfterOutage; protected like the reasons of
-//     rule 3, as one outage gives at most one): receivers
-//     coast on dead reckoning for a while before they admit the loss, so the fixes around an
-//     outage are the least trustworthy, and the line between them would cut across whatever the
-//     truck drove meanwhile.
+//     is kept after all, late, as kLastBeforeOutage, and handed back in SampleDecision::late, to
+//     be stored before the fix that revealed the outage. Receivers coast on dead reckoning for a
+//     while before they admit the loss, so without these two fixes the track would end up to
+//     min_distance_m before the tunnel or loading bay, and the line to the first fix after it
+//     would cut across whatever the truck drove meanwhile (87 m off on a real drive, see
+//     docs/SAMPLING.md). Nothing is held while parked: the stop fix already says where the truck
+//     is.
 //
-// Why this shape: the course trigger alone bounds how far the straight line between two kept
-// fixes strays from a curve (a chord across a turn of angle a on radius r strays r(1 - cos(a/2))),
-// so curves cost fixes and straights do not; the speed trigger keeps braking and acceleration
-// visible (needed for arrival times and harsh-driving reports); the distance and period triggers
-// bound how stale the track can be. docs/SAMPLING.md gives the defaults' reasons and the
-// deviation measured on real drives.
+// Why this shape: on a turn, the course trigger bounds how far the line between two kept fixes
+// strays (a chord across a turn of angle a on radius r strays r(1 - cos(a/2))), so curves cost
+// fixes and straights do not; on a bend so gentle that the course never turns heading_change_deg
+// between fixes, the distance trigger bounds the chord instead. The speed trigger keeps braking
+// and acceleration visible (arrival times, harsh-driving reports); the period triggers bound how
+// stale the track can be. docs/SAMPLING.md gives the defaults' reasons and the deviation measured
+// on real drives.
 //
 // Times are the caller's monotonic clock (hal::Clock::mono_ms at reception), never the fix's UTC,
 // which may be absent or wrong.
@@ -71,7 +70,7 @@ namespace waybill::firmware {
 // The `[sampling]` section of the device configuration. A trigger set to 0 is off (distance,
 // heading, speed change); the defaults suit a delivery truck (see docs/SAMPLING.md).
 struct SamplerConfig {
-  // No two fixes kept closer than this (except the protected stop and resume fixes). 1 s: a
+  // No two fixes kept closer than this (except the protected ones, rules 3 and 4). 1 s: a
   // 5-10 Hz receiver adds nothing a map would show, and 1 s is 25 m at motorway speed.
   int64_t min_period_ms = 1000;
   // While moving or stopping, a fix is kept at least this often: the dispatcher's live view is at
@@ -79,8 +78,8 @@ struct SamplerConfig {
   int64_t max_period_ms = 60000;
   // Keep a fix once the truck is this far from the last kept one (fleet trackers' "min
   // distance": the distance to cover before the next record). It bounds the chord along gentle
-  // curves that never turn heading_change_deg between two fixes: a 300 m chord strays about
-  // 10 m from a motorway bend, a 500 m one 25-30 m (measured, docs/SAMPLING.md).
+  // bends that never turn heading_change_deg between two fixes: on a measured motorway bend a
+  // 300 m chord strayed 13.5 m, a 500 m one 31 m (docs/SAMPLING.md).
   int32_t min_distance_m = 300;
   // Keep a fix when the course turned by this much since the last kept fix. A 15 degree turn
   // on a 50 m junction radius strays 0.4 m from its chord: the error comes from the sampling
@@ -90,7 +89,7 @@ struct SamplerConfig {
   // wanders. Low because trucks take junctions slowly.
   int32_t heading_min_speed_kmh = 5;
   // Keep a fix when the speed changed by this much since the last kept fix: braking to a stop
-  // from 50 km/h leaves three or four fixes.
+  // from 50 km/h leaves about five fixes.
   int32_t speed_change_kmh = 10;
   // Below this speed the truck is stopping (the first such fix is kept).
   int32_t stop_speed_kmh = 3;

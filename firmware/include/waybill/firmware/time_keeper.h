@@ -33,13 +33,14 @@
 //     only the new ones.
 //
 // Why kMonotonic stamps use the frozen boot_base rather than the live wall_ms(): the usual life of
-// an unsynchronised clock is to be stepped by NTP a minute after boot, when the modem comes up.
-// Stamps taken from the live wall clock before and after such a step would need different
-// corrections, and the single offset would be wrong for some of them while marking them
-// corrected. On one base, one offset corrects them all. Limits: the monotonic clock stops during
-// a system suspend, and a daemon restarted within a boot after a clock step has a different base
-// than its predecessor; both make a correction wrong by that amount. An in-cab unit powers off
-// rather than suspends.
+// an unsynchronised clock is to be stepped by NTP a minute after boot, when the modem comes up,
+// before the first GNSS fix. Measured against the live wall clock, the offset at the first GNSS
+// time would then be about zero, and the stamps taken before the step would be marked corrected
+// without being corrected. On one base, one offset corrects every kMonotonic stamp, whatever
+// happened to the wall clock in between. Limits: the monotonic clock stops during a system
+// suspend, and a daemon restarted within a boot after a clock step has a different base than its
+// predecessor; both make a correction wrong by that amount. An in-cab unit powers off rather than
+// suspends.
 //
 // GNSS times are taken as of their arrival; the receiver's output latency (typically 0.1-0.5 s
 // after the epoch) is not compensated.
