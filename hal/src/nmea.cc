@@ -247,15 +247,24 @@ uint32_t KeyOf(std::string_view address, NmeaSentence type) {
 // Fix quality implied by an RMC/GNS mode character, for epochs without GGA.
 int QualityFromModeChar(char c) {
   switch (c) {
-    case 'A': return 1;
-    case 'D': return 2;
-    case 'P': return 3;
-    case 'R': return 4;
-    case 'F': return 5;
-    case 'E': return 6;
-    case 'M': return 7;
-    case 'S': return 8;
-    default: return 0;
+    case 'A':
+      return 1;
+    case 'D':
+      return 2;
+    case 'P':
+      return 3;
+    case 'R':
+      return 4;
+    case 'F':
+      return 5;
+    case 'E':
+      return 6;
+    case 'M':
+      return 7;
+    case 'S':
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -263,31 +272,50 @@ int QualityFromModeChar(char c) {
 
 std::string_view ToString(NmeaReject reason) {
   switch (reason) {
-    case NmeaReject::kBadChecksum: return "bad_checksum";
-    case NmeaReject::kMissingChecksum: return "missing_checksum";
-    case NmeaReject::kTruncated: return "truncated";
-    case NmeaReject::kSpliced: return "spliced";
-    case NmeaReject::kOverlong: return "overlong";
-    case NmeaReject::kBadField: return "bad_field";
-    case NmeaReject::kBadAddress: return "bad_address";
-    case NmeaReject::kGarbage: return "garbage";
-    case NmeaReject::kImplausibleDate: return "implausible_date";
-    case NmeaReject::kCount: break;
+    case NmeaReject::kBadChecksum:
+      return "bad_checksum";
+    case NmeaReject::kMissingChecksum:
+      return "missing_checksum";
+    case NmeaReject::kTruncated:
+      return "truncated";
+    case NmeaReject::kSpliced:
+      return "spliced";
+    case NmeaReject::kOverlong:
+      return "overlong";
+    case NmeaReject::kBadField:
+      return "bad_field";
+    case NmeaReject::kBadAddress:
+      return "bad_address";
+    case NmeaReject::kGarbage:
+      return "garbage";
+    case NmeaReject::kImplausibleDate:
+      return "implausible_date";
+    case NmeaReject::kCount:
+      break;
   }
   return "unknown";
 }
 
 std::string_view ToString(NmeaSentence type) {
   switch (type) {
-    case NmeaSentence::kRmc: return "RMC";
-    case NmeaSentence::kGga: return "GGA";
-    case NmeaSentence::kGsa: return "GSA";
-    case NmeaSentence::kGsv: return "GSV";
-    case NmeaSentence::kVtg: return "VTG";
-    case NmeaSentence::kGll: return "GLL";
-    case NmeaSentence::kZda: return "ZDA";
-    case NmeaSentence::kGns: return "GNS";
-    case NmeaSentence::kCount: break;
+    case NmeaSentence::kRmc:
+      return "RMC";
+    case NmeaSentence::kGga:
+      return "GGA";
+    case NmeaSentence::kGsa:
+      return "GSA";
+    case NmeaSentence::kGsv:
+      return "GSV";
+    case NmeaSentence::kVtg:
+      return "VTG";
+    case NmeaSentence::kGll:
+      return "GLL";
+    case NmeaSentence::kZda:
+      return "ZDA";
+    case NmeaSentence::kGns:
+      return "GNS";
+    case NmeaSentence::kCount:
+      break;
   }
   return "unknown";
 }
@@ -469,10 +497,15 @@ void NmeaParser::Flush() {
         buf_.clear();
       }
       break;
-    case State::kGarbage: EndGarbage(); break;
-    case State::kComment: ++stats_.ignored_comments; break;
+    case State::kGarbage:
+      EndGarbage();
+      break;
+    case State::kComment:
+      ++stats_.ignored_comments;
+      break;
     case State::kIdle:
-    case State::kSkipLine: break;
+    case State::kSkipLine:
+      break;
   }
   state_ = State::kIdle;
   CloseEpoch();
@@ -506,8 +539,8 @@ bool NmeaParser::RejectField(std::string_view sentence, size_t index, const char
   // A sentence cut short without a checksum to tell is truncated rather than malformed.
   if (CountReject(NmeaReject::kBadField)) {
     std::string_view value = index < n_fields_ ? fields_[index] : std::string_view("(missing)");
-    LogReject(start_offset_, fmt::format("field {} ({}) is '{}' in {}", index, name,
-                                         Excerpt(value), Excerpt(sentence)));
+    LogReject(start_offset_, fmt::format("field {} ({}) is '{}' in {}", index, name, Excerpt(value),
+                                         Excerpt(sentence)));
   }
   return false;
 }
@@ -555,9 +588,8 @@ void NmeaParser::ProcessSentence(std::string_view s) {
   if (address.size() < 2 || address.size() > 10 ||
       !std::all_of(address.begin(), address.end(), IsAddressChar)) {
     if (CountReject(NmeaReject::kBadAddress)) {
-      LogReject(start_offset_,
-                fmt::format("address '{}' is not a talker and a sentence type ({})",
-                            Excerpt(address), Excerpt(s)));
+      LogReject(start_offset_, fmt::format("address '{}' is not a talker and a sentence type ({})",
+                                           Excerpt(address), Excerpt(s)));
     }
     return;
   }
@@ -582,7 +614,8 @@ void NmeaParser::ProcessSentence(std::string_view s) {
       return;
     }
     size_t next = payload.find(',', from);
-    fields_[n_fields_++] = payload.substr(from, next == std::string_view::npos ? next : next - from);
+    fields_[n_fields_++] =
+        payload.substr(from, next == std::string_view::npos ? next : next - from);
     if (next == std::string_view::npos) break;
     from = next + 1;
   }
@@ -650,7 +683,8 @@ uint16_t CdegNormalized(int64_t cdeg) {
 }
 }  // namespace
 
-NmeaParser::Parsed NmeaParser::Optional(Parsed p, std::string_view s, size_t index, const char* name) {
+NmeaParser::Parsed NmeaParser::Optional(Parsed p, std::string_view s, size_t index,
+                                        const char* name) {
   if (p != Parsed::kBad) return p;
   // An auxiliary value (HDOP, altitude, speed, ...) that is not a number: the position and time
   // of the sentence are still good, so only the value is dropped.
@@ -663,10 +697,11 @@ NmeaParser::Parsed NmeaParser::Optional(Parsed p, std::string_view s, size_t ind
                    d.suppressed);
     }
     if (d.log) {
-      spdlog::warn("NMEA sentence on {} at byte {}: field {} ({}) '{}' is not a number, dropped "
-                   "it and kept the sentence ({}); {} fields dropped since start",
-                   options_.source, start_offset_, index, name, Excerpt(Field(index)),
-                   Excerpt(s), stats_.fields_dropped);
+      spdlog::warn(
+          "NMEA sentence on {} at byte {}: field {} ({}) '{}' is not a number, dropped "
+          "it and kept the sentence ({}); {} fields dropped since start",
+          options_.source, start_offset_, index, name, Excerpt(Field(index)), Excerpt(s),
+          stats_.fields_dropped);
     }
   }
   return Parsed::kEmpty;
@@ -877,7 +912,8 @@ bool NmeaParser::Decode(NmeaSentence type, uint32_t key, std::string_view s) {
       }
       return true;
     }
-    case NmeaSentence::kCount: break;
+    case NmeaSentence::kCount:
+      break;
   }
   return false;
 }
@@ -934,7 +970,12 @@ void NmeaParser::CloseEpoch() {
           FormatDate(options_.min_plausible_utc_ms / kDayMs), stats_.rejected_total());
     }
   }
-  if (!fix.utc_ms) ++stats_.fixes_without_utc;
+  if (!fix.utc_ms) {
+    ++stats_.fixes_without_utc;
+  } else {
+    if (*fix.utc_ms <= last_fix_utc_ms_) ++stats_.time_steps_back;
+    last_fix_utc_ms_ = *fix.utc_ms;
+  }
   ++stats_.fixes;
   fixes_.push_back(fix);
 }

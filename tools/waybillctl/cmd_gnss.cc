@@ -117,6 +117,8 @@ nlohmann::json SummaryJson(const NmeaStats& s) {
   j["fixes"] = s.fixes;
   j["no_fix_epochs"] = s.no_fix_epochs;
   j["fixes_without_time"] = s.fixes_without_utc;
+  j["fields_dropped"] = s.fields_dropped;
+  j["time_steps_back"] = s.time_steps_back;
   return nlohmann::json{{"summary", j}};
 }
 
@@ -128,23 +130,27 @@ void PrintTableRow(const GnssFix& f) {
     return std::string(buf);
   };
   std::printf("%-24s %12.7f %12.7f %8s %8s %7s %4d %4s %5s\n",
-              f.utc_ms ? IsoTime(*f.utc_ms).c_str() : "(no date)", f.lat_e7 / 1e7,
-              f.lon_e7 / 1e7, opt(f.alt_cm.has_value(), f.alt_cm.value_or(0) / 100.0, 1).c_str(),
+              f.utc_ms ? IsoTime(*f.utc_ms).c_str() : "(no date)", f.lat_e7 / 1e7, f.lon_e7 / 1e7,
+              opt(f.alt_cm.has_value(), f.alt_cm.value_or(0) / 100.0, 1).c_str(),
               opt(f.speed_cmps.has_value(), f.speed_cmps.value_or(0) * 0.036, 1).c_str(),
               opt(f.course_cdeg.has_value(), f.course_cdeg.value_or(0) / 100.0, 1).c_str(),
-              static_cast<int>(f.mode),
-              opt(f.sats.has_value(), f.sats.value_or(0), 0).c_str(),
+              static_cast<int>(f.mode), opt(f.sats.has_value(), f.sats.value_or(0), 0).c_str(),
               opt(f.hdop_c.has_value(), f.hdop_c.value_or(0) / 100.0, 2).c_str());
 }
 
 void PrintTableSummary(const NmeaStats& s) {
-  std::printf("\n%llu bytes, %llu sentences decoded, %llu epochs: %llu fixes (%llu without a "
-              "plausible date), %llu without a fix\n",
-              static_cast<unsigned long long>(s.bytes),
-              static_cast<unsigned long long>(s.sentences),
-              static_cast<unsigned long long>(s.epochs), static_cast<unsigned long long>(s.fixes),
-              static_cast<unsigned long long>(s.fixes_without_utc),
-              static_cast<unsigned long long>(s.no_fix_epochs));
+  std::printf(
+      "\n%llu bytes, %llu sentences decoded, %llu epochs: %llu fixes (%llu without a "
+      "plausible date), %llu without a fix\n",
+      static_cast<unsigned long long>(s.bytes), static_cast<unsigned long long>(s.sentences),
+      static_cast<unsigned long long>(s.epochs), static_cast<unsigned long long>(s.fixes),
+      static_cast<unsigned long long>(s.fixes_without_utc),
+      static_cast<unsigned long long>(s.no_fix_epochs));
+  if (s.fields_dropped > 0 || s.time_steps_back > 0) {
+    std::printf("%llu non-numeric values dropped from kept sentences, %llu steps back in time\n",
+                static_cast<unsigned long long>(s.fields_dropped),
+                static_cast<unsigned long long>(s.time_steps_back));
+  }
   std::printf("ignored: %llu proprietary, %llu unsupported, %llu comment lines, %llu NUL bytes\n",
               static_cast<unsigned long long>(s.ignored_proprietary),
               static_cast<unsigned long long>(s.ignored_unsupported),
@@ -184,8 +190,8 @@ int Replay(const ReplayArgs& args) {
   }
   NmeaParser parser(options);
   if (!args.json) {
-    std::printf("%-24s %12s %12s %8s %8s %7s %4s %4s %5s\n", "time (UTC)", "lat", "lon",
-                "alt_m", "km/h", "course", "mode", "sats", "hdop");
+    std::printf("%-24s %12s %12s %8s %8s %7s %4s %4s %5s\n", "time (UTC)", "lat", "lon", "alt_m",
+                "km/h", "course", "mode", "sats", "hdop");
   }
   auto print = [&](const std::vector<GnssFix>& fixes) {
     for (const GnssFix& f : fixes) {

@@ -45,15 +45,15 @@ namespace waybill::hal {
 
 // Why input was rejected. Every rejection is counted and (rate-limited) logged.
 enum class NmeaReject : uint8_t {
-  kBadChecksum = 0,   // *hh present but wrong, or not two hex digits
-  kMissingChecksum,   // no *hh and require_checksum
-  kTruncated,         // checksum cut short, or input ended inside a sentence
-  kSpliced,           // a new '$' arrived before the sentence ended
-  kOverlong,          // longer than max_sentence_bytes
-  kBadField,          // a field that should be a number, time, date or position is not
-  kBadAddress,        // the address is neither proprietary nor two-letter talker + 3-letter type
-  kGarbage,           // text outside any sentence (counted once per run)
-  kImplausibleDate,   // a fix whose date is before min_plausible_utc_ms: utc_ms left empty
+  kBadChecksum = 0,  // *hh present but wrong, or not two hex digits
+  kMissingChecksum,  // no *hh and require_checksum
+  kTruncated,        // checksum cut short, or input ended inside a sentence
+  kSpliced,          // a new '$' arrived before the sentence ended
+  kOverlong,         // longer than max_sentence_bytes
+  kBadField,         // a field that should be a number, time, date or position is not
+  kBadAddress,       // the address is neither proprietary nor two-letter talker + 3-letter type
+  kGarbage,          // text outside any sentence (counted once per run)
+  kImplausibleDate,  // a fix whose date is before min_plausible_utc_ms: utc_ms left empty
   kCount,
 };
 inline constexpr size_t kNmeaRejectCount = static_cast<size_t>(NmeaReject::kCount);
@@ -74,13 +74,16 @@ struct NmeaStats {
   uint64_t ignored_unsupported = 0;  // well-formed, checksum fine, a type not used here
   uint64_t ignored_comments = 0;     // '#' lines (skip_comment_lines)
   std::array<uint64_t, kNmeaRejectCount> rejected{};
-  uint64_t epochs = 0;          // closed epochs that had a timed or positioned sentence
-  uint64_t fixes = 0;           // epochs with a valid position: the fixes handed out
-  uint64_t no_fix_epochs = 0;   // epochs whose sentences said "no fix"
+  uint64_t epochs = 0;             // closed epochs that had a timed or positioned sentence
+  uint64_t fixes = 0;              // epochs with a valid position: the fixes handed out
+  uint64_t no_fix_epochs = 0;      // epochs whose sentences said "no fix"
   uint64_t fixes_without_utc = 0;  // fixes with utc_ms empty (no date, or an implausible one)
   // Auxiliary values (HDOP, altitude, speed, ...) that were not numbers: dropped, the sentence
   // kept. Not a rejection: the position and time were good.
   uint64_t fields_dropped = 0;
+  // Fixes dated at or before the previous dated fix: the receiver's clock stepped back. The fix
+  // is still handed out with the time the receiver gave; a consumer decides what to trust.
+  uint64_t time_steps_back = 0;
 
   uint64_t rejected_total() const {
     uint64_t n = 0;
@@ -157,11 +160,11 @@ class NmeaParser {
     int hdop_rank = 0;
     uint16_t hdop_c = 0;
     bool sats_seen = false;
-    uint32_t sats = 0;       // the largest count of GGA/GNS
-    uint32_t gsa_sats = 0;   // satellite ids listed in all GSAs of the epoch
-    int gsa_fix_type = 0;    // 0: no GSA, else the largest GSA fix type (1, 2, 3)
-    int quality = -1;        // the largest GGA quality of a valid GGA, -1: none
-    int mode_quality = -1;   // implied by RMC/GNS mode characters, for epochs without GGA
+    uint32_t sats = 0;                // the largest count of GGA/GNS
+    uint32_t gsa_sats = 0;            // satellite ids listed in all GSAs of the epoch
+    int gsa_fix_type = 0;             // 0: no GSA, else the largest GSA fix type (1, 2, 3)
+    int quality = -1;                 // the largest GGA quality of a valid GGA, -1: none
+    int mode_quality = -1;            // implied by RMC/GNS mode characters, for epochs without GGA
     std::array<uint32_t, 16> keys{};  // talker + type of the timed sentences seen
     size_t n_keys = 0;
   };
@@ -203,6 +206,7 @@ class NmeaParser {
   Epoch epoch_;
   int32_t last_days_ = INT32_MIN;  // date of the last epoch that had one, for carrying over
   int32_t last_tod_ms_ = -1;
+  int64_t last_fix_utc_ms_ = INT64_MIN;
 };
 
 }  // namespace waybill::hal
