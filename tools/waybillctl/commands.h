@@ -8,6 +8,8 @@ namespace waybill::ctl {
 // A subcommand's callback reports its result with SetExitCode.
 void RegisterAll(CLI::App& app);
 
+void RegisterOutbox(CLI::App& app);  // cmd_outbox.cc
+
 int ExitCode();
 void SetExitCode(int code);
 

@@ -9,6 +9,8 @@ int g_exit_code = 0;
 int ExitCode() { return g_exit_code; }
 void SetExitCode(int code) { g_exit_code = code; }
 
-void RegisterAll(CLI::App& app) { (void)app; }
+void RegisterAll(CLI::App& app) {
+  RegisterOutbox(app);
+}
 
 }  // namespace waybill::ctl
