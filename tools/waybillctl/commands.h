@@ -10,6 +10,7 @@ void RegisterAll(CLI::App& app);
 
 // cmd_gnss.cc: gnss replay.
 void RegisterGnss(CLI::App& app);
+void RegisterOutbox(CLI::App& app);  // cmd_outbox.cc
 
 int ExitCode();
 void SetExitCode(int code);

@@ -9,6 +9,9 @@ int g_exit_code = 0;
 int ExitCode() { return g_exit_code; }
 void SetExitCode(int code) { g_exit_code = code; }
 
-void RegisterAll(CLI::App& app) { RegisterGnss(app); }
+void RegisterAll(CLI::App& app) {
+  RegisterGnss(app);
+  RegisterOutbox(app);
+}
 
 }  // namespace waybill::ctl

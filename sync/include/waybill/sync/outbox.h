@@ -54,6 +54,8 @@ struct OutboxOptions {
   uint64_t quota_bytes = 256ull << 20;   // live data size that triggers eviction
   uint64_t min_free_bytes = 16ull << 20; // keep this much free on the file system
   int group_commit_max_events = 1024;    // most events in one transaction
+  std::string vfs_name;                  // SQLite VFS to open with; empty = the default (tests
+                                         // register a fault-injecting one)
 };
 
 struct OutboxStats {
@@ -64,7 +66,8 @@ struct OutboxStats {
   uint64_t oldest_ts_ms = 0;
   uint64_t commits = 0;       // transactions committed since open
   uint64_t appends = 0;       // events appended since open
-  uint64_t evicted = 0;       // fixes removed by the eviction policy since open
+  uint64_t evicted = 0;       // fixes (then health events) removed by the eviction policy
+                              // since open
   uint64_t refused = 0;       // appends refused for lack of space since open
   std::vector<std::string> alarms;  // e.g. "outbox recovered from corruption: moved aside to ..."
 };
