@@ -172,7 +172,12 @@ Result<size_t> NmeaReplaySource::Read(std::span<uint8_t> buffer, int64_t timeout
   if (buffer.empty()) return size_t{0};
   if (read_pos_ >= released_end_) {
     if (!planned_) {
-      if (!PlanNextEpoch()) return size_t{0};
+      if (!PlanNextEpoch()) {
+        // Exhausted: wait out the timeout so that a reader that ignores exhausted() idles
+        // instead of spinning.
+        sleeper_.SleepFor(timeout_ms);
+        return size_t{0};
+      }
       planned_ = true;
     }
     int64_t now = clock_.mono_ms();

@@ -88,6 +88,10 @@ TEST(NmeaReplay, RealTimeSleepsOneSecondBetweenEpochs) {
   EXPECT_EQ(r.chunks[2], kEpoch3);
   EXPECT_EQ(source->epochs_released(), 4);
   EXPECT_TRUE(source->exhausted());
+  // Past the end a reader that keeps calling idles for its timeout instead of spinning.
+  uint8_t buf[64];
+  EXPECT_EQ(*source->Read(buf, 250), 0u);
+  EXPECT_EQ(clock.sleeps().back(), 250);
 }
 
 TEST(NmeaReplay, SpeedTenSleepsATenth) {

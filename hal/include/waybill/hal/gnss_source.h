@@ -28,9 +28,9 @@ class GnssSource {
   virtual ~GnssSource() = default;
 
   // Waits at most timeout_ms for bytes and copies up to buffer.size() of them into buffer; returns
-  // how many, 0 when none arrived in time or the source is exhausted(). Unavailable while the
-  // receiver is gone (keep calling: a serial source reconnects by itself). Not thread-safe: one
-  // reader thread owns a source.
+  // how many, 0 when none arrived in time or (after waiting) when the source is exhausted().
+  // Unavailable while the receiver is gone (keep calling: a serial source reconnects by itself).
+  // Not thread-safe: one reader thread owns a source.
   virtual Result<size_t> Read(std::span<uint8_t> buffer, int64_t timeout_ms) = 0;
 
   // True once the source will never yield another byte (a replay that reached its end without
