@@ -203,6 +203,23 @@ NmeaSentence TypeOf(std::string_view t, bool* known) {
   return NmeaSentence::kCount;
 }
 
+// XOR of all bytes, eight at a time: XOR commutes, so folding the word at the end is exact.
+uint8_t XorChecksum(std::string_view s) {
+  uint64_t wide = 0;
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    wide ^= w;
+  }
+  wide ^= wide >> 32;
+  wide ^= wide >> 16;
+  wide ^= wide >> 8;
+  auto sum = static_cast<uint8_t>(wide);
+  for (; i < s.size(); ++i) sum ^= static_cast<uint8_t>(s[i]);
+  return sum;
+}
+
 bool IsAddressChar(char c) { return (c >= 'A' && c <= 'Z') || IsDigit(c); }
 
 // Printable excerpt of input for a log line: at most 90 characters, odd bytes as \xNN.
@@ -552,8 +569,7 @@ void NmeaParser::ProcessSentence(std::string_view s) {
   const bool has_checksum = star != std::string_view::npos;
   if (has_checksum) {
     std::string_view given = body.substr(star + 1);
-    uint8_t sum = 0;
-    for (char c : payload) sum ^= static_cast<uint8_t>(c);
+    const uint8_t sum = XorChecksum(payload);
     if (given.size() < 2 && (given.empty() || HexValue(given[0]) >= 0)) {
       if (CountReject(NmeaReject::kTruncated)) {
         LogReject(start_offset_, fmt::format("checksum cut short '*{}', expected *{:02X} ({})",
