@@ -15,6 +15,10 @@ set(CMAKE_C_COMPILER ${WAYBILL_TRIPLE}-gcc)
 set(CMAKE_CXX_COMPILER ${WAYBILL_TRIPLE}-g++)
 
 set(WAYBILL_SYSROOT "$ENV{WAYBILL_SYSROOT}" CACHE PATH "Target root file system; empty uses multiarch")
+# try_compile projects (compiler and feature checks) read this file again, in the same process:
+# without the variable they would compile against multiarch and reset the pkg-config
+# environment below to it.
+list(APPEND CMAKE_TRY_COMPILE_PLATFORM_VARIABLES WAYBILL_SYSROOT)
 
 # pkg-config must see only the target's .pc files: a PKG_CONFIG_PATH of the user's would put
 # the build machine's libraries first.
