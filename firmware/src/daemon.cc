@@ -25,7 +25,7 @@ std::string Iso8601(int64_t ms) {
   std::time_t s = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
   gmtime_r(&s, &tm);
-  char buf[40];
+  char buf[64];
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<int>(ms % 1000));
@@ -65,7 +65,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Create(DaemonOptions options, hal::Clock
   d->started_mono_ms_ = clock.mono_ms();
 
   std::filesystem::path data_dir =
-      o.config.data_dir.empty() ? o.board.storage.data_dir : o.config.data_dir;
+      o.config.data_dir.empty() ? o.board.storage.data_dir : std::filesystem::path(o.config.data_dir);
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
   if (ec) {
@@ -178,7 +178,14 @@ void Daemon::HandleFix(const hal::GnssFix& fix, int64_t mono_ms) {
     }
   }
 
-  SampleDecision decision = sampler_.Offer(fix, mono_ms);
+  // A replay may run faster than real time: its own GNSS times pace the sampler there (a fix
+  // without one is taken as one second after the last). A receiver is paced by the clock.
+  int64_t sample_ms = mono_ms;
+  if (options_.board.gnss.source == hal::GnssSourceKind::kReplay) {
+    sample_ms = fix.utc_ms ? *fix.utc_ms : last_sample_ms_ + 1000;
+    last_sample_ms_ = sample_ms;
+  }
+  SampleDecision decision = sampler_.Offer(fix, sample_ms);
   auto record = [&](const hal::GnssFix& f, Stamp stamp) {
     Result<Recorded> r = recorder_->RecordFix(f, stamp);
     if (!r.ok()) {
@@ -191,7 +198,7 @@ void Daemon::HandleFix(const hal::GnssFix& fix, int64_t mono_ms) {
   };
   if (decision.late) {
     record(decision.late->fix, StampFor(decision.late->fix, accepted && decision.late->fix.utc_ms,
-                                        mono_ms - decision.late->mono_ms));
+                                        sample_ms - decision.late->mono_ms));
   }
   if (decision.keep) record(fix, StampFor(fix, accepted, 0));
 

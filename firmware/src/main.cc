@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <atomic>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -80,14 +81,16 @@ int main(int argc, char** argv) {
   std::printf("waybilld: local API on http://127.0.0.1:%d\n", d->api_port());
   std::fflush(stdout);
 
-  std::thread signals([&stop_signals, d] {
+  std::atomic<bool> stopped_by_itself{false};
+  std::thread signals([&stop_signals, &stopped_by_itself, d] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    if (sig != 0) spdlog::info("signal {}: stopping", sig);
+    if (!stopped_by_itself.load()) spdlog::info("signal {}: stopping", sig);
     d->RequestStop();
   });
   Status s = d->Run();
   // Wake the signal thread if the daemon stopped by itself (end of replay).
+  stopped_by_itself = true;
   pthread_kill(signals.native_handle(), SIGTERM);
   signals.join();
   daemon->reset();

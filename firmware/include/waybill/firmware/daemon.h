@@ -81,6 +81,7 @@ class Daemon {
   // Owned by the GNSS thread; the snapshot below is what others read.
   hal::NmeaParser parser_;
   Sampler sampler_;
+  int64_t last_sample_ms_ = 0;  // replay boards: the sampler's time base, see HandleFix
 
   mutable std::mutex mu_;  // guards the snapshot
   std::optional<hal::GnssFix> last_fix_;
