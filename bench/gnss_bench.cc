@@ -70,6 +70,7 @@ int main() {
   waybill::hal::NmeaOptions options;
   options.log_rejections = false;
   options.min_plausible_utc_ms = 0;
+  options.skip_comment_lines = true;
   auto parse = [&](const std::string& f) {
     waybill::hal::NmeaParser parser(options);
     parser.Feed(f);

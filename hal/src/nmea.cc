@@ -130,7 +130,6 @@ bool ValidDate(int y, unsigned m, unsigned d) {
   static constexpr unsigned kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   if (m < 1 || m > 12 || d < 1 || d > kDays[m - 1]) return false;
   if (m == 2 && d == 29) return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-  (void)y;
   return true;
 }
 
@@ -155,7 +154,6 @@ Parsed ParseDdmmyy(std::string_view f, int32_t* days) {
 Parsed ParseCoordinate(std::string_view f, std::string_view hemi, bool is_lon, int32_t* e7) {
   if (f.empty() && hemi.empty()) return Parsed::kEmpty;
   if (f.empty() || hemi.size() != 1) return Parsed::kBad;
-  int64_t minutes_e9 = 0;  // the whole field as dddmm.mmmmmmmmm * 1e9 ... split below
   size_t dot = f.find('.');
   std::string_view int_part = f.substr(0, dot);
   if (int_part.size() < 3 || int_part.size() > 5) return Parsed::kBad;
@@ -177,8 +175,8 @@ Parsed ParseCoordinate(std::string_view f, std::string_view hemi, bool is_lon, i
   int64_t deg = ip / 100;
   int64_t min = ip % 100;
   if (min >= 60) return Parsed::kBad;
-  minutes_e9 = min * 1'000'000'000 + frac_e9;
-  // minutes * 1e9 / 60 = degrees * 1e9 / 1 ... to 1e7: divide by 60 * 100, rounding.
+  const int64_t minutes_e9 = min * 1'000'000'000 + frac_e9;
+  // minutes * 1e9 / 60 is degrees * 1e9; another / 100 makes it degrees * 1e7 (rounded).
   int64_t value = deg * 10'000'000 + (minutes_e9 + 3000) / 6000;
   int64_t limit = is_lon ? 1'800'000'000 : 900'000'000;
   if (value > limit) return Parsed::kBad;
@@ -553,7 +551,6 @@ void NmeaParser::LogReject(uint64_t offset, std::string_view what) {
 }
 
 bool NmeaParser::RejectField(std::string_view sentence, size_t index, const char* name) {
-  // A sentence cut short without a checksum to tell is truncated rather than malformed.
   if (CountReject(NmeaReject::kBadField)) {
     std::string_view value = index < n_fields_ ? fields_[index] : std::string_view("(missing)");
     LogReject(start_offset_, fmt::format("field {} ({}) is '{}' in {}", index, name, Excerpt(value),
@@ -690,6 +687,8 @@ void NmeaParser::SetHdop(int rank, int64_t hdop_c) {
 namespace {
 // Speed in knots * 1000 to cm/s (1 kn = 1852 m/h).
 uint32_t KnotsMilliToCmps(int64_t knots_milli) {
+  // Capped first: a field of 15 digits would overflow the multiplication.
+  knots_milli = std::min<int64_t>(knots_milli, 1'000'000'000'000);
   return static_cast<uint32_t>(std::min<int64_t>((knots_milli * 1852 + 18000) / 36000, UINT32_MAX));
 }
 uint16_t CdegNormalized(int64_t cdeg) {

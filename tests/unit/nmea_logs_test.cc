@@ -40,6 +40,7 @@ NmeaOptions LogOptions(const std::string& name, int64_t min_plausible_utc_ms = 0
   NmeaOptions o;
   o.source = name;
   o.log_rejections = false;
+  o.skip_comment_lines = true;  // the '#' header lines of the recordings
   o.min_plausible_utc_ms = min_plausible_utc_ms;
   return o;
 }

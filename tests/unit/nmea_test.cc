@@ -185,6 +185,15 @@ TEST(NmeaRmc, SpeedFromRmcWinsOverVtgAndCourse360IsZero) {
   EXPECT_EQ(fixes[0].course_cdeg, 0);
 }
 
+TEST(NmeaRmc, AbsurdNumbersSaturateInsteadOfOverflowing) {
+  NmeaParser p(Quiet());
+  auto fixes = ParseAll(
+      p, Sentence("GPRMC,120000,A,4807.038,N,01131.000,E,999999999999999.999,-725.5,150625,,"));
+  ASSERT_EQ(fixes.size(), 1u);
+  EXPECT_EQ(fixes[0].speed_cmps, UINT32_MAX);
+  EXPECT_EQ(fixes[0].course_cdeg, 35450);  // -725.5 degrees is 354.5
+}
+
 TEST(NmeaGll, ValidGllIsA2DFixAndVoidIsNot) {
   NmeaParser p(Quiet());
   auto fixes = ParseAll(p, Sentence("GPGLL,4916.45,N,12311.12,W,225444,A,A") +
@@ -449,15 +458,16 @@ TEST(NmeaIgnored, ProprietaryAndUnsupportedAreCountedNotRejected) {
   EXPECT_EQ(p.stats().rejected_total(), 0u);
 }
 
-TEST(NmeaIgnored, CommentLinesUnlessTheOptionIsOff) {
+TEST(NmeaIgnored, CommentLinesOnlyWhenAskedFor) {
   std::string input = "# Name: a log header\r\n# $GPRMC in a comment\r\n" + Cycle(0);
-  NmeaParser p(Quiet());
+  NmeaOptions o = Quiet();
+  o.skip_comment_lines = true;
+  NmeaParser p(o);
   EXPECT_EQ(ParseAll(p, input).size(), 1u);
   EXPECT_EQ(p.stats().ignored_comments, 2u);
   EXPECT_EQ(p.stats().rejected_total(), 0u);
-  NmeaOptions o = Quiet();
-  o.skip_comment_lines = false;
-  NmeaParser q(o);
+  // A live receiver (the default): a '#' line is line noise.
+  NmeaParser q(Quiet());
   ParseAll(q, input);
   EXPECT_EQ(q.stats().count(NmeaReject::kGarbage), 2u);
   // "# $GPRMC in a comment": the '$' starts a sentence, then missing its checksum

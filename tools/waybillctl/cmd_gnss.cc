@@ -175,6 +175,7 @@ int Replay(const ReplayArgs& args) {
 
   hal::NmeaOptions options;
   options.require_checksum = !args.no_checksum_required;
+  options.skip_comment_lines = true;  // recordings start with '#' header lines
   options.source = args.file;
   options.log_rejections = !args.quiet;
   if (!args.min_date.empty() && !ParseDate(args.min_date, &options.min_plausible_utc_ms)) {

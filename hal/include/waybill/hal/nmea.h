@@ -99,8 +99,9 @@ struct NmeaOptions {
   bool require_checksum = true;
   // NMEA says 82 bytes; real receivers send 100-210 byte proprietary and RTK sentences.
   size_t max_sentence_bytes = 256;
-  // Ignore lines starting with '#' (headers of recorded logs) instead of counting them garbage.
-  bool skip_comment_lines = true;
+  // Ignore lines starting with '#' (the headers of recorded logs such as gpsd's) instead of
+  // counting them as garbage. Off for a live receiver, where such a line is line noise.
+  bool skip_comment_lines = false;
   // A date before this (ms since the Unix epoch) is implausible: the 1980/2000 receiver defaults
   // and GPS week-rollover dates 1024 weeks (19.6 years) in the past. Default: one year before the
   // date this file was compiled. Replaying old recordings needs an earlier value.
@@ -108,7 +109,8 @@ struct NmeaOptions {
   // Named in log messages: "/dev/ttyS1", "munich-gps.nmea".
   std::string source = "NMEA input";
   // Log rejections (spdlog warn), at most log_max_per_minute per reason per minute of clock's
-  // monotonic time; clock nullptr means Clock::System(). Counting happens either way.
+  // monotonic time; clock nullptr means Clock::System(), else it must outlive the parser.
+  // Counting happens either way.
   bool log_rejections = true;
   uint32_t log_max_per_minute = 5;
   const Clock* clock = nullptr;
@@ -116,6 +118,8 @@ struct NmeaOptions {
   static int64_t DefaultMinPlausibleUtcMs();
 };
 
+// One parser per byte stream. It owns its buffers; nothing is shared between parsers. No method
+// is thread-safe: a parser is used from one thread at a time.
 class NmeaParser {
  public:
   // The outcome of reading one field (used by the implementation).
@@ -130,15 +134,16 @@ class NmeaParser {
 
   // End of input: a sentence still open is processed if it is complete up to its checksum
   // (a file without a final newline) and rejected as truncated otherwise; the epoch in progress
-  // is closed; suppressed-log summaries are written. Feeding again afterwards starts afresh
-  // (stats keep counting).
+  // is closed; suppressed-log summaries are written. Feeding may go on afterwards as a new
+  // stream whose first epoch may carry over the last date; stats and byte offsets keep counting.
   void Flush();
 
-  // Moves out the fixes completed so far, oldest first.
+  // Moves out the fixes completed so far, oldest first; the queue is empty afterwards.
   std::vector<GnssFix> TakeFixes();
   // Number of fixes waiting in TakeFixes().
   size_t pending_fixes() const { return fixes_.size(); }
 
+  // Counters since construction; the reference stays valid for the parser's lifetime.
   const NmeaStats& stats() const { return stats_; }
   const NmeaOptions& options() const { return options_; }
 
