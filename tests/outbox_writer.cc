@@ -5,6 +5,8 @@
 //   c <seq>   about to acknowledge this sequence (it may or may not survive)
 //   a <seq>   Ack returned OK for this sequence (it must be gone)
 // Runs until killed. Usage: outbox_writer DB_PATH [THREADS]
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -32,6 +34,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: outbox_writer DB_PATH [THREADS]\n");
     return 2;
   }
+  // stdout carries the results; the outbox's own log goes to stderr.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("outbox"));
   waybill::sync::OutboxOptions options;
   options.path = argv[1];
   options.min_free_bytes = 0;
