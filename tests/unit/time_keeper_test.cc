@@ -4,13 +4,13 @@
 
 #include <memory>
 
-#include "fakes/test_clock.h"
+#include "waybill/hal/fake_clock.h"
 
 namespace waybill::firmware {
 namespace {
 
 using hal::TimeSource;
-using waybill::testing::TestClock;
+using TestClock = waybill::hal::FakeClock;  // moves only when the test says so
 
 constexpr int64_t kMinute = 60 * 1000;
 constexpr int64_t kDay = 24 * 60 * kMinute;
