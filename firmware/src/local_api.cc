@@ -230,6 +230,15 @@ void LocalApi::Routes() {
     Reply(res, 200, body);
   });
 
+  s.Get("/v1/manifest", [this](const httplib::Request&, httplib::Response& res) {
+    ++requests_;
+    std::optional<json> manifest = hooks_.manifest ? hooks_.manifest() : std::nullopt;
+    if (!manifest) {
+      return ReplyError(res, 404, "", "no manifest received yet: the backend sends the day's stops");
+    }
+    Reply(res, 200, *manifest);
+  });
+
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 404) {

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "fakes/memory_outbox.h"
+#include "waybill/firmware/manifest_store.h"
 
 namespace waybill::firmware {
 namespace {
@@ -167,6 +168,35 @@ TEST_F(LocalApiTest, StatusAndUnknownEndpoints) {
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 404);
   EXPECT_NE(missing->body.find("no such endpoint"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace waybill::firmware
+
+namespace waybill::firmware {
+namespace {
+
+TEST(ManifestStore, SurvivesAReopenAndReplacesTheOldOne) {
+  std::string path = std::filesystem::temp_directory_path() /
+                     ("waybill-manifest-" + std::to_string(::getpid()) + ".json");
+  std::filesystem::remove(path);
+  {
+    ManifestStore store(path);
+    EXPECT_FALSE(store.Get().has_value());
+    sync::Manifest m{"m-1", "2025-11-24", {{"s1", "ORD-1", "Hauptstr. 1, München", 0, 0, 1}}};
+    ASSERT_TRUE(store.Put(m, 1764000000000).ok());
+    m.manifest_id = "m-2";
+    m.stops.push_back({"s2", "ORD-2", "Marienplatz 8", 1764003600000, 1764010800000, 2});
+    ASSERT_TRUE(store.Put(m, 1764000001000).ok());
+  }
+  ManifestStore again(path);
+  std::optional<nlohmann::json> j = again.Get();
+  ASSERT_TRUE(j.has_value());
+  EXPECT_EQ((*j)["manifest_id"], "m-2");
+  ASSERT_EQ((*j)["stops"].size(), 2u);
+  EXPECT_EQ((*j)["stops"][1]["window_start"], "2025-11-24T17:00:00Z");
+  EXPECT_TRUE((*j)["stops"][0]["window_start"].is_null());
+  std::filesystem::remove(path);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 //                          "signature":{"width","height","strokes":[[[x,y],...],...]},
 //                          "photo_sha256"}                                       -> 201 {"seq",...}
 //   GET  /v1/status       GNSS, outbox depth by class, storage, counters
+//   GET  /v1/manifest     the day's stops as sent down by the backend
 //
 // A 2xx answer means the event is on disk (the outbox commit, or the photo file, was synced).
 // A bad request gets 400 with {"error": "...", "field": "..."} naming the field; nothing is
@@ -36,6 +37,8 @@ struct LocalApiHooks {
   std::function<std::optional<hal::GnssFix>()> last_fix;
   // The body of GET /v1/status.
   std::function<nlohmann::json()> status;
+  // The day's manifest for GET /v1/manifest; nullopt: none received yet (404).
+  std::function<std::optional<nlohmann::json>()> manifest;
 };
 
 class LocalApi {
