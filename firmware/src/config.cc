@@ -56,7 +56,8 @@ Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string&
   }
   Reader r{origin};
   DaemonConfig cfg;
-  if (Status s = r.Unknown(root, "", {"device", "storage", "api", "gnss", "health", "sampling"});
+  if (Status s = r.Unknown(root, "",
+                           {"device", "storage", "api", "gnss", "health", "sampling", "uplink"});
       !s.ok()) {
     return s;
   }
@@ -142,6 +143,57 @@ Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string&
     if (Status s = get_int(*health, "period_s", 10, 86400, &period_s); !s.ok()) return s;
     cfg.health_period_ms = period_s * 1000;
   }
+  if (const toml::table* up = section("uplink")) {
+    DaemonConfig::Uplink& u = cfg.uplink;
+    if (Status s = r.Unknown(*up, "uplink",
+                             {"broker", "mqtt_version", "ca_file", "cert_file", "key_file",
+                              "keepalive_s", "inflight_batches", "batch_max_events",
+                              "batch_wait_ms", "ack_timeout_ms"});
+        !s.ok()) {
+      return s;
+    }
+    for (auto [key, out] : {std::pair{"broker", &u.broker}, std::pair{"ca_file", &u.ca_file},
+                            std::pair{"cert_file", &u.cert_file},
+                            std::pair{"key_file", &u.key_file}}) {
+      if (const toml::node* n = up->get(key)) {
+        std::optional<std::string> v = n->value<std::string>();
+        if (!v) return Status::InvalidArgument(r.Where(std::string("uplink.") + key, *n) +
+                                               " must be a string");
+        *out = *v;
+      }
+    }
+    if (!u.broker.empty() && u.broker.rfind("tcp://", 0) != 0 &&
+        u.broker.rfind("ssl://", 0) != 0) {
+      return Status::InvalidArgument(r.Where("uplink.broker", *up->get("broker")) +
+                                     " must start with tcp:// or ssl:// (e.g. "
+                                     "ssl://mqtt.example.com:8883)");
+    }
+    if (u.broker.rfind("ssl://", 0) == 0 && u.ca_file.empty()) {
+      return Status::InvalidArgument(origin + ": uplink.ca_file is required with an ssl:// broker");
+    }
+    if (u.cert_file.empty() != u.key_file.empty()) {
+      return Status::InvalidArgument(origin + ": uplink.cert_file and uplink.key_file go together");
+    }
+    int64_t version = u.mqtt_version, keepalive = u.keepalive_s, inflight = u.inflight_batches,
+            batch = u.batch_max_events;
+    if (Status s = get_int(*up, "mqtt_version", 3, 5, &version); !s.ok()) return s;
+    if (version == 4) {
+      return Status::InvalidArgument(r.Where("uplink.mqtt_version", *up->get("mqtt_version")) +
+                                     " must be 5 or 3 (MQTT 3.1.1)");
+    }
+    if (Status s = get_int(*up, "keepalive_s", 240, 65535, &keepalive); !s.ok()) return s;
+    if (Status s = get_int(*up, "inflight_batches", 1, 100, &inflight); !s.ok()) return s;
+    if (Status s = get_int(*up, "batch_max_events", 1, 1024, &batch); !s.ok()) return s;
+    if (Status s = get_int(*up, "batch_wait_ms", 0, 3600000, &u.batch_wait_ms); !s.ok()) return s;
+    if (Status s = get_int(*up, "ack_timeout_ms", 100, 86400000, &u.ack_timeout_ms); !s.ok()) {
+      return s;
+    }
+    u.mqtt_version = static_cast<int>(version);
+    u.keepalive_s = static_cast<int>(keepalive);
+    u.inflight_batches = static_cast<int>(inflight);
+    u.batch_max_events = static_cast<int>(batch);
+  }
+
   if (const toml::table* sampling = section("sampling")) {
     SamplerConfig& sc = cfg.sampling;
     struct Key {

@@ -73,6 +73,26 @@ Result<std::unique_ptr<Daemon>> Daemon::Create(DaemonOptions options, hal::Clock
                            ec.message());
   }
 
+  // Settings changed by the backend's config commands override waybill.toml. A bad overrides
+  // file must not keep the truck from recording: it is reported and ignored.
+  std::string overrides_path = (data_dir / "config-overrides.json").string();
+  RuntimeConfig runtime{o.config.sampling, o.config.quota_bytes, o.config.health_period_ms,
+                        o.config.uplink.keepalive_s};
+  Result<sync::ConfigUpdate> overrides = LoadConfigOverrides(overrides_path);
+  if (!overrides.ok()) {
+    spdlog::error("config overrides ignored: {}", overrides.status().message());
+  } else if (Result<RuntimeConfig> applied = ApplyConfigUpdate(runtime, *overrides); applied.ok()) {
+    runtime = std::move(applied).value();
+  } else {
+    spdlog::error("config overrides in {} ignored: {}", overrides_path,
+                  applied.status().message());
+  }
+  o.config.sampling = runtime.sampling;
+  o.config.quota_bytes = runtime.quota_bytes;
+  o.config.health_period_ms = runtime.health_period_ms;
+  o.config.uplink.keepalive_s = runtime.keepalive_s;
+  d->health_period_ms_ = runtime.health_period_ms;
+
   Result<Sampler> sampler = Sampler::Create(o.config.sampling);
   if (!sampler.ok()) return sampler.status();
   d->sampler_ = std::move(sampler).value();
@@ -102,6 +122,17 @@ Result<std::unique_ptr<Daemon>> Daemon::Create(DaemonOptions options, hal::Clock
     return Stamp{t.ts_ms, t.source};
   });
   d->photos_ = std::make_unique<PhotoStore>((data_dir / "photos").string());
+  d->manifests_ = std::make_unique<ManifestStore>((data_dir / "manifest.json").string());
+  CommandDispatcher::Hooks command_hooks;
+  command_hooks.apply_config = [self = d.get()](const RuntimeConfig& cfg) {
+    std::lock_guard lock(self->mu_);
+    self->pending_sampling_ = cfg.sampling;
+    self->health_period_ms_ = cfg.health_period_ms;
+  };
+  command_hooks.status_json = [self = d.get()] { return self->CompactStatusJson(); };
+  command_hooks.now_ms = [keeper] { return keeper->Now().ts_ms; };
+  d->commands_ = std::make_unique<CommandDispatcher>(*d->manifests_, overrides_path, runtime,
+                                                     std::move(command_hooks));
   d->storage_ = hal::NewLinuxStorageHealth(data_dir.string());
 
   // The GNSS source: a replayed recording or the receiver on its serial port.
@@ -138,6 +169,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Create(DaemonOptions options, hal::Clock
     return self->last_fix_;
   };
   hooks.status = [self] { return self->StatusJson(); };
+  hooks.manifest = [self] { return self->manifests_->Get(); };
   d->api_ = std::make_unique<LocalApi>(*d->recorder_, *d->photos_, std::move(hooks));
   if (Status s = d->api_->Start(o.config.api_host, o.config.api_port); !s.ok()) return s;
   return d;
@@ -210,6 +242,12 @@ void Daemon::GnssLoop() {
   std::array<uint8_t, 4096> buf;
   while (!stop_.load()) {
     gnss_heartbeat_mono_ms_ = clock_.mono_ms();
+    if (std::optional<SamplerConfig> cfg = TakePendingSampling()) {
+      if (Result<Sampler> next = Sampler::Create(*cfg); next.ok()) {
+        sampler_ = std::move(next).value();
+        spdlog::info("sampling policy changed by a config command");
+      }
+    }
     Result<size_t> n = gnss_->Read(buf, kGnssReadTimeoutMs);
     if (n.ok() && *n > 0) {
       parser_.Feed(std::span<const uint8_t>(buf.data(), *n));
@@ -233,6 +271,13 @@ void Daemon::GnssLoop() {
       return;
     }
   }
+}
+
+std::optional<SamplerConfig> Daemon::TakePendingSampling() {
+  std::lock_guard lock(mu_);
+  std::optional<SamplerConfig> cfg = std::move(pending_sampling_);
+  pending_sampling_.reset();
+  return cfg;
 }
 
 void Daemon::RecordHealth() {
@@ -277,7 +322,7 @@ Status Daemon::Run() {
     }
     if (now >= next_health) {
       RecordHealth();
-      next_health = now + options_.config.health_period_ms;
+      next_health = now + health_period_ms_.load();
     }
   }
 
@@ -290,6 +335,18 @@ Status Daemon::Run() {
   if (Status s = watchdog_->Stop(); !s.ok()) spdlog::warn("watchdog stop: {}", s.message());
   if (!flushed.ok()) spdlog::error("outbox flush failed: {}", flushed.ToString());
   return flushed;
+}
+
+std::string Daemon::CompactStatusJson() {
+  nlohmann::json full = StatusJson();
+  nlohmann::json compact = {{"device_id", full["device_id"]},
+                            {"version", full["version"]},
+                            {"uptime_s", full["uptime_s"]},
+                            {"gnss", full["gnss"]},
+                            {"outbox", full["outbox"]},
+                            {"storage", full["storage"]}};
+  compact["gnss"].erase("rejected_by_reason");
+  return compact.dump();
 }
 
 nlohmann::json Daemon::StatusJson() {

@@ -54,6 +54,47 @@ TEST(DaemonConfig, ErrorsNameTheFileTheLineAndTheKey) {
   }
 }
 
+TEST(DaemonConfig, UplinkSection) {
+  Result<DaemonConfig> cfg = ParseDaemonConfig(R"(
+[device]
+id = "truck-9"
+[uplink]
+broker = "ssl://127.0.0.1:8883"
+mqtt_version = 3
+ca_file = "/etc/waybill/ca.pem"
+cert_file = "/etc/waybill/device.pem"
+key_file = "/etc/waybill/device.key"
+keepalive_s = 600
+inflight_batches = 40
+)",
+                                               "waybill.toml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->uplink.broker, "ssl://127.0.0.1:8883");
+  EXPECT_EQ(cfg->uplink.mqtt_version, 3);
+  EXPECT_EQ(cfg->uplink.keepalive_s, 600);
+  EXPECT_EQ(cfg->uplink.inflight_batches, 40);
+  EXPECT_EQ(cfg->uplink.batch_max_events, 60);
+
+  struct Case {
+    const char* uplink;
+    const char* expected;
+  } cases[] = {
+      {"broker = \"mqtt://x\"", "uplink.broker must start with tcp:// or ssl://"},
+      {"broker = \"ssl://x:8883\"", "uplink.ca_file is required"},
+      {"broker = \"tcp://x:1883\"\nkeepalive_s = 60", "keepalive_s must be a whole number from 240"},
+      {"broker = \"tcp://x:1883\"\ninflight_batches = 500", "inflight_batches must be"},
+      {"broker = \"tcp://x:1883\"\nmqtt_version = 4", "uplink.mqtt_version must be 5 or 3"},
+      {"brokr = \"tcp://x:1883\"", "unknown key uplink.brokr"},
+  };
+  for (const Case& c : cases) {
+    std::string text = std::string("[device]\nid = \"t\"\n[uplink]\n") + c.uplink + "\n";
+    Result<DaemonConfig> bad = ParseDaemonConfig(text, "waybill.toml");
+    ASSERT_FALSE(bad.ok()) << c.uplink;
+    EXPECT_NE(bad.status().message().find(c.expected), std::string::npos)
+        << bad.status().message();
+  }
+}
+
 TEST(DaemonConfig, MissingFileIsNotFound) {
   Result<DaemonConfig> cfg = LoadDaemonConfig("/nonexistent/waybill.toml");
   ASSERT_FALSE(cfg.ok());

@@ -22,6 +22,20 @@ struct DaemonConfig {
   bool gnss_require_checksum = true;      // [gnss] require_checksum
   int64_t health_period_ms = 300000;      // [health] period_s
   SamplerConfig sampling;                 // [sampling], see docs/SAMPLING.md
+
+  // [uplink]: absent or without broker, the unit records and does not send.
+  struct Uplink {
+    std::string broker;      // tcp://host:port or ssl://host:port
+    int mqtt_version = 5;    // 5, or 3 for MQTT 3.1.1
+    std::string ca_file;     // ssl://: the CA that signed the broker's certificate
+    std::string cert_file;   // ssl://: this device's certificate (mutual TLS)
+    std::string key_file;    // ssl://: its private key
+    int keepalive_s = 300;   // 240..65535: each ping costs cellular bytes
+    int inflight_batches = 20;     // 1..100
+    int batch_max_events = 60;     // 1..1024
+    int64_t batch_wait_ms = 5000;  // how long live events wait for a batch to fill
+    int64_t ack_timeout_ms = 60000;  // unacknowledged batches are sent again after this
+  } uplink;
 };
 
 // Reads and validates the file. Errors name the file, the key and what is expected.

@@ -17,8 +17,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "waybill/firmware/commands.h"
 #include "waybill/firmware/config.h"
 #include "waybill/firmware/local_api.h"
+#include "waybill/firmware/manifest_store.h"
 #include "waybill/firmware/photo_store.h"
 #include "waybill/firmware/recorder.h"
 #include "waybill/firmware/sampler.h"
@@ -55,6 +57,8 @@ class Daemon {
 
   int api_port() const { return api_->port(); }
   nlohmann::json StatusJson();
+  // The status answered to a request-status command: small enough for one MQTT message.
+  std::string CompactStatusJson();
 
  private:
   Daemon(DaemonOptions options, hal::Clock& clock, hal::Sleeper& sleeper);
@@ -62,6 +66,7 @@ class Daemon {
   void HandleFix(const hal::GnssFix& fix, int64_t mono_ms);
   Stamp StampFor(const hal::GnssFix& fix, bool gnss_time_accepted, int64_t age_ms);
   void RecordHealth();
+  std::optional<SamplerConfig> TakePendingSampling();
   bool WaitForStop(int64_t timeout_ms);
 
   DaemonOptions options_;
@@ -73,6 +78,8 @@ class Daemon {
   std::unique_ptr<TimeKeeper> time_keeper_;
   std::unique_ptr<Recorder> recorder_;
   std::unique_ptr<PhotoStore> photos_;
+  std::unique_ptr<ManifestStore> manifests_;
+  std::unique_ptr<CommandDispatcher> commands_;
   std::unique_ptr<LocalApi> api_;
   std::unique_ptr<hal::GnssSource> gnss_;
   std::unique_ptr<hal::Watchdog> watchdog_;
@@ -89,6 +96,8 @@ class Daemon {
   SamplerStats sampler_stats_;
   uint64_t record_errors_ = 0;
   std::string last_record_error_;
+  std::optional<SamplerConfig> pending_sampling_;  // set by a config command
+  std::atomic<int64_t> health_period_ms_{0};
 
   std::atomic<int64_t> gnss_heartbeat_mono_ms_{0};
   std::atomic<bool> replay_done_{false};
