@@ -127,6 +127,14 @@ TEST_F(WaybilldTest, EveryAnsweredStoredEventSurvivesKillDashNine) {
   int port = Start(20);
   ASSERT_GT(port, 0);
   httplib::Client client("127.0.0.1", port);
+  // Deliveries carry the truck's last position: wait for the first fix of the replay.
+  bool fixed = false;
+  for (int i = 0; i < 200 && !fixed; ++i) {
+    auto st = client.Get("/v1/status");
+    fixed = st && json::parse(st->body)["gnss"].value("mode", 1) >= 2;
+    if (!fixed) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(fixed) << "no GNSS fix within 10 s:\n" << ReadFile(log_);
   std::map<uint64_t, std::string> answered;  // seq -> order id
   std::string jpeg = "\xFF\xD8\xFF\xE0 photo of a parcel on a doorstep";
   auto photo = client.Post("/v1/photos", jpeg, "image/jpeg");
