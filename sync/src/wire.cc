@@ -31,6 +31,7 @@
 #include <pb_encode.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <memory>
 
@@ -41,7 +42,8 @@ namespace waybill::sync {
 
 namespace {
 
-// Column ids are the FixColumns field numbers minus 2 (also the zero_run_columns bit).
+// Column ids are the FixColumns field numbers minus 2 (also their bits in zero_run_columns and
+// bit_packed_columns).
 enum Column : int {
   kSeq = 0,
   kTs,
@@ -61,7 +63,6 @@ enum Column : int {
 constexpr const char* kColumnNames[kColumnCount] = {"seq",  "ts_ms", "ts_src", "presence", "lat",
                                                     "lon",  "alt",   "speed",  "course",   "hdop",
                                                     "sats", "mode",  "quality"};
-constexpr uint32_t FieldNumber(int column) { return static_cast<uint32_t>(column) + 2; }
 
 // Presence bits of the optional fix fields, in the order of their columns from kAlt.
 constexpr int kFirstOptional = kAlt;
@@ -412,11 +413,84 @@ bool Unscale(const std::vector<int64_t>& values, Scale scale, std::vector<int64_
   return true;
 }
 
+// Bit packing: the zigzag values at one width, least significant bit first, after a byte that
+// gives the width. Pays off for columns of small values (sats, mode, hdop steps), where a varint
+// would spend a whole byte on a few bits.
+std::string BitPack(std::span<const int64_t> values) {
+  uint64_t widest = 0;
+  for (int64_t v : values) widest |= ZigZag(v);
+  const int width = 64 - std::countl_zero(widest);
+  std::string out(1 + (static_cast<size_t>(width) * values.size() + 7) / 8, '\0');
+  out[0] = static_cast<char>(width);
+  size_t bit = 8;
+  for (int64_t v : values) {
+    uint64_t z = ZigZag(v);
+    for (int b = 0; b < width; ++b, ++bit) {
+      if ((z >> b) & 1) out[bit / 8] = static_cast<char>(out[bit / 8] | (1 << (bit % 8)));
+    }
+  }
+  return out;
+}
+
+// Reads n values of one bit-packed column at *offset in the blob and moves the offset past them.
+Status BitUnpack(std::string_view blob, size_t* offset, size_t n, const char* name,
+                 std::vector<int64_t>* out) {
+  std::string_view bits = blob.substr(std::min(*offset, blob.size()));
+  const unsigned width = bits.empty() ? 255u : static_cast<uint8_t>(bits[0]);
+  const size_t size = 1 + (width * n + 7) / 8;
+  if (width > 64 || bits.size() < size) {
+    return Status::Corruption(std::string("batch: column ") + name + ": " +
+                              std::to_string(bits.size()) + " bit-packed bytes left, too few for " +
+                              std::to_string(n) + " values" +
+                              (width <= 64 ? " of width " + std::to_string(width) : ""));
+  }
+  size_t bit = 8;
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t z = 0;
+    for (unsigned b = 0; b < width; ++b, ++bit) {
+      z |= static_cast<uint64_t>((static_cast<uint8_t>(bits[bit / 8]) >> (bit % 8)) & 1) << b;
+    }
+    out->push_back(static_cast<int64_t>(z >> 1) ^ -static_cast<int64_t>(z & 1));
+  }
+  *offset += size;
+  return Status::Ok();
+}
+
+enum class Form : uint8_t { kPlain, kZeroRun, kBitPacked };
+
 struct EncodedColumn {
-  std::vector<int64_t> entries;
-  bool zero_run = false;
+  std::vector<int64_t> entries;  // all values (plain), the runs, or the head (bit-packed)
+  Form form = Form::kPlain;
+  std::string bits;  // kBitPacked: the values after the head
   Scale scale;
 };
+
+// The cheapest form of a transformed column. The first `head` values (the absolute start, and
+// the first step of a second-order column) stay varints when the rest is bit-packed.
+EncodedColumn ChooseForm(std::vector<int64_t> values, size_t head, Scale scale) {
+  EncodedColumn best{values, Form::kPlain, {}, scale};
+  size_t best_bytes = PackedBytes(values);
+  std::vector<int64_t> runs = ZeroRunEncode(values);
+  if (size_t b = PackedBytes(runs); b < best_bytes) {
+    best = {std::move(runs), Form::kZeroRun, {}, scale};
+    best_bytes = b;
+  }
+  if (values.size() > head) {
+    std::vector<int64_t> first(values.begin(), values.begin() + static_cast<ptrdiff_t>(head));
+    std::string bits = BitPack(std::span<const int64_t>(values).subspan(head));
+    if (size_t b = PackedBytes(first) + bits.size(); b < best_bytes) {
+      best = {std::move(first), Form::kBitPacked, std::move(bits), scale};
+    }
+  }
+  return best;
+}
+
+size_t EncodedBytes(const EncodedColumn& c) {
+  size_t n = PackedBytes(c.entries);
+  if (c.form == Form::kBitPacked) n += c.bits.size();
+  if (!c.scale.identity()) n += 2;  // about a scale triple shared by two columns
+  return n;
+}
 
 // How a column's values become integers to write (by column).
 std::vector<int64_t> Transform(int column, const std::vector<int64_t>& k, Scale scale) {
@@ -434,33 +508,23 @@ std::vector<int64_t> Transform(int column, const std::vector<int64_t>& k, Scale 
 
 EncodedColumn ChooseEncoding(int column, const std::vector<int64_t>& values) {
   std::vector<Scale> scales = {Scale{}};
-  if (column >= kLat && column != kSats && column != kMode && column != kQuality &&
-      !values.empty()) {
+  if (column >= kLat && column <= kHdop && !values.empty()) {
     int64_t g = 0;
     for (int64_t v : values) g = Gcd(g, v);
     if (column == kCourse) g = Gcd(g, kCourseCircle);  // keeps the circle whole
     if (g > 1 && g <= kMaxScaleTerm) scales.push_back({static_cast<uint32_t>(g), 1});
     for (Scale s : CandidateScales(column)) scales.push_back(s);
   }
+  const size_t head = column == kLat || column == kLon || column == kTs ? 2 : 1;
   EncodedColumn best;
   size_t best_bytes = SIZE_MAX;
   std::vector<int64_t> k;
   for (Scale s : scales) {
     if (!Unscale(values, s, &k)) continue;
-    std::vector<int64_t> plain = Transform(column, k, s);
-    size_t scale_bytes =
-        s.identity() ? 0
-                     : VarintBytes(FieldNumber(column)) + VarintBytes(s.num) + VarintBytes(s.den);
-    std::vector<int64_t> runs = ZeroRunEncode(plain);
-    size_t plain_bytes = PackedBytes(plain) + scale_bytes;
-    size_t run_bytes = PackedBytes(runs) + scale_bytes;
-    if (plain_bytes < best_bytes) {
-      best = {std::move(plain), false, s};
-      best_bytes = plain_bytes;
-    }
-    if (run_bytes < best_bytes) {
-      best = {std::move(runs), true, s};
-      best_bytes = run_bytes;
+    EncodedColumn c = ChooseForm(Transform(column, k, s), head, s);
+    if (size_t b = EncodedBytes(c); b < best_bytes) {
+      best = std::move(c);
+      best_bytes = b;
     }
   }
   return best;
@@ -566,40 +630,66 @@ Status CheckValue(const char* name, uint64_t seq, __int128 v, int64_t lo, int64_
   return Status::Ok();
 }
 
-// A column's values once its length is known: a zero-run column is padded with the zeros that
-// ended it; any other column must have exactly `expected` values.
-Status FitColumn(int c, bool zero_run, size_t expected, std::vector<int64_t>* values) {
-  if (values->size() == expected || (zero_run && values->size() < expected)) {
-    values->resize(expected, 0);
-    return Status::Ok();
+// How each column was written, as the decoder found it.
+struct ColumnForms {
+  uint32_t zero_run = 0;    // bit per column
+  uint32_t bit_packed = 0;  // bit per column
+  std::string_view bits;    // the bit-packed values of those columns, in column order
+  size_t bits_offset = 0;   // how far the columns fitted so far have read `bits`
+  bool Sent(int c, const std::vector<int64_t>& values) const {
+    return !values.empty() || ((zero_run | bit_packed) >> c) & 1;
   }
-  return Status::Corruption(std::string("batch: column ") + kColumnNames[c] + " has " +
-                            std::to_string(values->size()) + " values for " +
-                            std::to_string(expected) +
-                            (c >= kFirstOptional ? " fixes that have the field" : " fixes"));
+};
+
+// A column's values once its length is known: a zero-run column is padded with the zeros that
+// ended it, a bit-packed one gets its packed values after its head; any other column must have
+// exactly `expected` values.
+Status FitColumn(int c, ColumnForms& forms, size_t expected, std::vector<int64_t>* values) {
+  if (values->size() > expected) {
+    return Status::Corruption(std::string("batch: column ") + kColumnNames[c] + " has " +
+                              std::to_string(values->size()) + " values for " +
+                              std::to_string(expected) +
+                              (c >= kFirstOptional ? " fixes that have the field" : " fixes"));
+  }
+  if ((forms.zero_run >> c) & 1) {
+    values->resize(expected, 0);
+  } else if ((forms.bit_packed >> c) & 1) {
+    if (Status s = BitUnpack(forms.bits, &forms.bits_offset, expected - values->size(),
+                             kColumnNames[c], values);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (values->size() != expected) {
+    return Status::Corruption(std::string("batch: column ") + kColumnNames[c] + " has " +
+                              std::to_string(values->size()) + " values for " +
+                              std::to_string(expected) +
+                              (c >= kFirstOptional ? " fixes that have the field" : " fixes"));
+  }
+  return Status::Ok();
 }
 
-// Rebuilds the fixes from decoded columns (expanded from zero runs, not yet padded) and their
-// scales.
-Status RebuildFixes(uint32_t count, std::vector<int64_t> (&cols)[kColumnCount], uint32_t zero_runs,
+// Rebuilds the fixes from decoded columns (zero runs expanded, not yet padded) and their scales.
+Status RebuildFixes(uint32_t count, std::vector<int64_t> (&cols)[kColumnCount], ColumnForms& forms,
                     const Scale (&scales)[kColumnCount], std::vector<StoredEvent>* out) {
-  auto fit = [&](int c, size_t expected) {
-    return FitColumn(c, (zero_runs >> c) & 1, expected, &cols[c]);
-  };
-  for (int c : {kSeq, kTs, kTsSrc, kLat, kLon}) {
+  auto fit = [&](int c, size_t expected) { return FitColumn(c, forms, expected, &cols[c]); };
+  // In column order: the bit-packed values are read in that order.
+  for (int c : {kSeq, kTs, kTsSrc}) {
     if (Status s = fit(c, count); !s.ok()) return s;
   }
   // Without a presence column, every fix has the optional fields whose columns are there.
-  const bool presence_sent = !cols[kPresence].empty() || ((zero_runs >> kPresence) & 1);
-  if (presence_sent) {
+  if (forms.Sent(kPresence, cols[kPresence])) {
     if (Status s = fit(kPresence, count); !s.ok()) return s;
   } else {
     int64_t mask = 0;
     for (int c = kFirstOptional; c < kColumnCount; ++c) {
-      if (!cols[c].empty() || ((zero_runs >> c) & 1)) mask |= int64_t{1} << (c - kFirstOptional);
+      if (forms.Sent(c, cols[c])) mask |= int64_t{1} << (c - kFirstOptional);
     }
     cols[kPresence].assign(count, 0);
     if (count > 0) cols[kPresence][0] = mask;
+  }
+  for (int c : {kLat, kLon}) {
+    if (Status s = fit(c, count); !s.ok()) return s;
   }
   std::vector<uint64_t> seqs(count);
   for (uint32_t i = 0; i < count; ++i) {
@@ -946,7 +1036,8 @@ Result<std::string> EncodeBatch(std::string_view device_id, bool historical,
     if (f.has_quality) values[kQuality].push_back(f.quality);
   }
   EncodedColumn cols[kColumnCount];
-  uint32_t zero_runs = 0;
+  uint32_t zero_runs = 0, bit_packed = 0;
+  std::string bits;
   std::vector<uint32_t> scales;
   for (int c = 0; c < kColumnCount; ++c) {
     if (c == kSeq) {
@@ -956,12 +1047,7 @@ Result<std::string> EncodeBatch(std::string_view device_id, bool historical,
         gaps[i] =
             i == 0 ? values[kSeq][0] : WrapSub(WrapSub(values[kSeq][i], values[kSeq][i - 1]), 1);
       }
-      std::vector<int64_t> runs = ZeroRunEncode(gaps);
-      if (PackedBytes(runs) < PackedBytes(gaps)) {
-        cols[c] = {std::move(runs), true, {}};
-      } else {
-        cols[c] = {std::move(gaps), false, {}};
-      }
+      cols[c] = ChooseForm(std::move(gaps), 1, {});
     } else if (c == kPresence) {
       // The same optional fields in every fix: no column (the decoder infers the mask).
       const auto& m = values[c];
@@ -970,18 +1056,26 @@ Result<std::string> EncodeBatch(std::string_view device_id, bool historical,
       for (size_t i = 0; i < x.size(); ++i) {
         x[i] = i == 0 ? values[c][0] : values[c][i] ^ values[c][i - 1];
       }
-      std::vector<int64_t> runs = ZeroRunEncode(x);
-      if (PackedBytes(runs) < PackedBytes(x)) {
-        cols[c] = {std::move(runs), true, {}};
-      } else {
-        cols[c] = {std::move(x), false, {}};
-      }
+      cols[c] = ChooseForm(std::move(x), 1, {});
     } else {
       cols[c] = ChooseEncoding(c, values[c]);
     }
-    if (cols[c].zero_run) zero_runs |= 1u << c;
+    if (cols[c].form == Form::kZeroRun) zero_runs |= 1u << c;
+    if (cols[c].form == Form::kBitPacked) {
+      bit_packed |= 1u << c;
+      bits += cols[c].bits;
+    }
     if (!cols[c].scale.identity()) {
-      scales.insert(scales.end(), {FieldNumber(c), cols[c].scale.num, cols[c].scale.den});
+      // Columns sharing a ratio share one triple (lat and lon nearly always do).
+      Scale sc = cols[c].scale;
+      bool shared = false;
+      for (size_t i = 0; i < scales.size(); i += 3) {
+        if (scales[i + 1] == sc.num && scales[i + 2] == sc.den) {
+          scales[i] |= 1u << c;
+          shared = true;
+        }
+      }
+      if (!shared) scales.insert(scales.end(), {1u << c, sc.num, sc.den});
     }
   }
 
@@ -1006,6 +1100,10 @@ Result<std::string> EncodeBatch(std::string_view device_id, bool historical,
     }
     fc.has_zero_run_columns = zero_runs != 0;
     fc.zero_run_columns = zero_runs;
+    fc.has_bit_packed_columns = bit_packed != 0;
+    fc.bit_packed_columns = bit_packed;
+    fc.bits.funcs.encode = WriteString;
+    fc.bits.arg = &bits;
     fc.scales.funcs.encode = WritePackedUnsigned;
     fc.scales.arg = &scales;
   }
@@ -1036,6 +1134,9 @@ Result<DecodedBatch> DecodeBatch(std::string_view bytes) {
     fields[c]->funcs.decode = ReadSigned;
     fields[c]->arg = &cols[c];
   }
+  BytesSink bit_sink;
+  fc.bits.funcs.decode = ReadBytes;
+  fc.bits.arg = &bit_sink;
   Sink<uint32_t> scale_sink;
   scale_sink.max_values = 3 * kColumnCount;
   fc.scales.funcs.decode = ReadUnsigned;
@@ -1086,49 +1187,58 @@ Result<DecodedBatch> DecodeBatch(std::string_view bytes) {
     return Status::Corruption("batch: scales hold " + std::to_string(scale_sink.values.size()) +
                               " values, not triples");
   }
+  constexpr uint32_t kScalable = ((1u << (kHdop + 1)) - 1) & ~((1u << kLat) - 1);
   for (size_t i = 0; i < scale_sink.values.size(); i += 3) {
-    uint32_t field = scale_sink.values[i], num = scale_sink.values[i + 1],
-             den = scale_sink.values[i + 2];
-    int c = static_cast<int>(field) - 2;
-    if (field < FieldNumber(kLat) || field > FieldNumber(kHdop)) {
-      return Status::Corruption("batch: a scale for field " + std::to_string(field) +
-                                ", which takes none");
+    const uint32_t columns = scale_sink.values[i], num = scale_sink.values[i + 1],
+                   den = scale_sink.values[i + 2];
+    if (columns == 0 || (columns & ~kScalable) != 0) {
+      return Status::Corruption("batch: a scale for columns " + std::to_string(columns) +
+                                ", which are not all lat, lon, alt, speed, course or hdop");
     }
     if (num == 0 || den == 0 || num > kMaxScaleTerm || den > kMaxScaleTerm || num < den) {
       return Status::Corruption("batch: scale " + std::to_string(num) + "/" + std::to_string(den) +
-                                " of column " + kColumnNames[c] + " is out of range");
+                                " is out of range");
     }
-    if (c == kCourse && (den != 1 || kCourseCircle % num != 0)) {
+    if (((columns >> kCourse) & 1) && (den != 1 || kCourseCircle % num != 0)) {
       return Status::Corruption("batch: scale " + std::to_string(num) + "/" + std::to_string(den) +
                                 " of column course does not divide 36000");
     }
-    if (!scales[c].identity()) {
-      return Status::Corruption(std::string("batch: two scales for column ") + kColumnNames[c]);
+    for (int c = kLat; c <= kHdop; ++c) {
+      if (((columns >> c) & 1) == 0) continue;
+      if (!scales[c].identity()) {
+        return Status::Corruption(std::string("batch: two scales for column ") + kColumnNames[c]);
+      }
+      scales[c] = {num, den};
     }
-    scales[c] = {num, den};
   }
-  if (fc.zero_run_columns >> kColumnCount) {
-    return Status::Corruption("batch: zero_run_columns names unknown columns");
+  ColumnForms forms;
+  forms.zero_run = fc.zero_run_columns;
+  forms.bit_packed = fc.bit_packed_columns;
+  if ((forms.zero_run | forms.bit_packed) >> kColumnCount) {
+    return Status::Corruption("batch: zero_run_columns or bit_packed_columns name unknown columns");
   }
+  if (forms.zero_run & forms.bit_packed) {
+    return Status::Corruption("batch: a column is both zero-run and bit-packed");
+  }
+  forms.bits = bit_sink.value;
   // Expand zero runs; the lengths are checked while rebuilding.
   std::vector<int64_t> expanded[kColumnCount];
   for (int c = 0; c < kColumnCount; ++c) {
-    if ((fc.zero_run_columns >> c) & 1) {
+    if ((forms.zero_run >> c) & 1) {
       if (Status s = ZeroRunDecode(cols[c].values, count, kColumnNames[c], &expanded[c]); !s.ok()) {
         return s;
       }
     } else {
       expanded[c] = std::move(cols[c].values);
     }
-    if (expanded[c].size() > count) {
-      return Status::Corruption(std::string("batch: column ") + kColumnNames[c] + " has " +
-                                std::to_string(expanded[c].size()) + " values for " +
-                                std::to_string(count) + " fixes");
-    }
   }
   std::vector<StoredEvent> events = std::move(envelopes.events);
-  if (Status s = RebuildFixes(count, expanded, fc.zero_run_columns, scales, &events); !s.ok()) {
+  if (Status s = RebuildFixes(count, expanded, forms, scales, &events); !s.ok()) {
     return s;
+  }
+  if (forms.bits_offset != forms.bits.size()) {
+    return Status::Corruption("batch: " + std::to_string(forms.bits.size() - forms.bits_offset) +
+                              " bit-packed bytes left over");
   }
   std::sort(events.begin(), events.end(),
             [](const StoredEvent& a, const StoredEvent& b) { return a.seq < b.seq; });
