@@ -1302,15 +1302,15 @@ Result<std::vector<uint64_t>> DecodeAck(std::string_view bytes, std::string* dev
   }
   std::vector<uint64_t> seqs;
   seqs.reserve(total);
-  uint64_t end = 0;
+  uint64_t end = 0;  // one past the previous range
   for (pb_size_t i = 0; i < msg->ranges_count; i += 2) {
     uint64_t first = 0, last = 0;
-    if (__builtin_add_overflow(end, msg->ranges[i], &first) ||
-        __builtin_add_overflow(first, msg->ranges[i + 1], &last) || last == UINT64_MAX) {
+    if ((i > 0 && end == 0) || __builtin_add_overflow(end, msg->ranges[i], &first) ||
+        __builtin_add_overflow(first, msg->ranges[i + 1], &last)) {
       return Status::Corruption("ack: range " + std::to_string(i / 2) + " runs past 2^64");
     }
-    for (uint64_t s = first; s <= last; ++s) seqs.push_back(s);
-    end = last + 1;
+    for (uint64_t k = 0; k <= msg->ranges[i + 1]; ++k) seqs.push_back(first + k);
+    end = last + 1;  // 0 after a range ending at 2^64 - 1: nothing may follow it
   }
   if (device_id_out != nullptr) *device_id_out = msg->device_id;
   return seqs;
