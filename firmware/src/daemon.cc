@@ -162,6 +162,33 @@ Result<std::unique_ptr<Daemon>> Daemon::Create(DaemonOptions options, hal::Clock
     d->watchdog_ = std::make_unique<hal::NullWatchdog>();
   }
 
+  if (!o.config.uplink.broker.empty()) {
+    const DaemonConfig::Uplink& u = o.config.uplink;
+    sync::UplinkOptions uo;
+    uo.broker_uri = u.broker;
+    uo.device_id = o.config.device_id;
+    uo.firmware_version = WAYBILL_VERSION;
+    uo.mqtt_version = u.mqtt_version == 3 ? sync::MqttVersion::kV311 : sync::MqttVersion::kV5;
+    uo.tls.ca_file = u.ca_file;
+    uo.tls.cert_file = u.cert_file;
+    uo.tls.key_file = u.key_file;
+    uo.keepalive_s = u.keepalive_s;
+    uo.inflight_batches = u.inflight_batches;
+    uo.batch_max_events = static_cast<size_t>(u.batch_max_events);
+    uo.batch_wait_ms = u.batch_wait_ms;
+    uo.ack_timeout_ms = u.ack_timeout_ms;
+    Result<std::unique_ptr<sync::Uplink>> uplink = sync::Uplink::Create(*d->outbox_, clock, uo);
+    if (!uplink.ok()) {
+      return Status::InvalidArgument("[uplink]: " + uplink.status().message());
+    }
+    d->uplink_ = std::move(uplink).value();
+    CommandDispatcher* commands = d->commands_.get();
+    d->uplink_->SetCommandHandler(
+        [commands](const sync::Command& command) { return commands->Handle(command); });
+    sync::Uplink* up = d->uplink_.get();
+    d->recorder_->SetOnStored([up](sync::EventClass) { up->Nudge(); });
+  }
+
   LocalApiHooks hooks;
   Daemon* self = d.get();
   hooks.last_fix = [self] {
@@ -302,6 +329,9 @@ void Daemon::RecordHealth() {
 
 Status Daemon::Run() {
   gnss_thread_ = std::thread([this] { GnssLoop(); });
+  if (uplink_) {
+    if (Status s = uplink_->Start(); !s.ok()) spdlog::error("uplink: {}", s.ToString());
+  }
   sd_notify(0, "READY=1\nSTATUS=recording");
   uint64_t watchdog_usec = 0;
   bool systemd_watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
@@ -331,6 +361,8 @@ Status Daemon::Run() {
   api_->Stop();
   RequestStop();
   if (gnss_thread_.joinable()) gnss_thread_.join();
+  // In-flight events are released: they stay in the outbox and go out after the next start.
+  if (uplink_) uplink_->Stop();
   Status flushed = outbox_->Flush();
   if (Status s = watchdog_->Stop(); !s.ok()) spdlog::warn("watchdog stop: {}", s.message());
   if (!flushed.ok()) spdlog::error("outbox flush failed: {}", flushed.ToString());
@@ -344,7 +376,8 @@ std::string Daemon::CompactStatusJson() {
                             {"uptime_s", full["uptime_s"]},
                             {"gnss", full["gnss"]},
                             {"outbox", full["outbox"]},
-                            {"storage", full["storage"]}};
+                            {"storage", full["storage"]},
+                            {"uplink", full["uplink"]}};
   compact["gnss"].erase("rejected_by_reason");
   return compact.dump();
 }
@@ -402,6 +435,27 @@ nlohmann::json Daemon::StatusJson() {
                  {"evicted", ob.evicted},
                  {"refused", ob.refused},
                  {"alarms", ob.alarms}};
+  if (uplink_) {
+    sync::UplinkStats u = uplink_->Stats();
+    j["uplink"] = {{"connected", u.connected},
+                   {"broker", options_.config.uplink.broker},
+                   {"connects", u.connects},
+                   {"events_sent", u.events_sent},
+                   {"events_acked", u.events_acked},
+                   {"resends", u.resends},
+                   {"inflight_events", u.inflight_events},
+                   {"bytes_published", u.bytes_published},
+                   {"last_ack", u.last_ack_wall_ms ? nlohmann::json(Iso8601(u.last_ack_wall_ms))
+                                                   : nlohmann::json(nullptr)}};
+    if (!u.connected && !u.last_connect_error.empty()) {
+      j["uplink"]["last_connect_error"] = u.last_connect_error;
+    }
+    if (!u.last_disconnect_cause.empty()) {
+      j["uplink"]["last_disconnect_cause"] = u.last_disconnect_cause;
+    }
+  } else {
+    j["uplink"] = {{"connected", false}, {"broker", nullptr}};
+  }
   if (Result<hal::StorageStats> st = storage_->Check(); st.ok()) {
     j["storage"] = {{"data_dir", storage_->data_dir()},
                     {"free_bytes", st->free_bytes},

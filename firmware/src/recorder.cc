@@ -10,6 +10,7 @@ Result<Recorded> Recorder::Append(sync::EventClass cls, Stamp stamp, std::string
   ev.body = std::move(body);
   Result<uint64_t> seq = outbox_.Append(ev);
   if (!seq.ok()) return seq.status();
+  if (on_stored_) on_stored_(cls);
   return Recorded{*seq, stamp};
 }
 

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "waybill/sync/events.h"
+#include "support/waybilld_process.h"
 #include "waybill/sync/outbox_reader.h"
 
 namespace {
@@ -24,12 +25,8 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using waybill::testing::ReadWholeFile;
+using waybill::testing::WaybilldProcess;
 
 class WaybilldTest : public ::testing::Test {
  protected:
@@ -38,75 +35,30 @@ class WaybilldTest : public ::testing::Test {
            ("waybilld-it-" + std::to_string(getpid()) + "-" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    WriteConfig(0);
+    daemon_ = std::make_unique<WaybilldProcess>(dir_);
   }
   void TearDown() override {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
+    daemon_.reset();
     if (!HasFailure()) fs::remove_all(dir_);
   }
 
-  void WriteConfig(int port) {
-    std::ofstream(dir_ / "waybill.toml") << "[device]\nid = \"it-truck\"\n[storage]\ndata_dir = \""
-                                         << (dir_ / "data").string() << "\"\n[api]\nport = "
-                                         << port << "\n[health]\nperiod_s = 10\n";
+  int Start(double speed) {
+    std::string error;
+    int port = daemon_->Start(speed, &error);
+    if (port < 0) ADD_FAILURE() << error;
+    return port;
   }
-
-  // Starts waybilld on host-sim replaying the Munich drive at `speed`; returns its API port.
-  int Start(double speed, const fs::path& board = fs::path(WAYBILL_SOURCE_DIR) /
-                                                  "boards/host-sim/board.toml") {
-    log_ = dir_ / ("waybilld-" + std::to_string(++starts_) + ".log");
-    pid_ = fork();
-    if (pid_ == 0) {
-      FILE* out = freopen(log_.c_str(), "w", stdout);
-      FILE* err = freopen(log_.c_str(), "a", stderr);
-      (void)out;
-      (void)err;
-      std::string speed_arg = std::to_string(speed);
-      execl(WAYBILLD_PATH, "waybilld", "--board", board.c_str(), "--config",
-            (dir_ / "waybill.toml").c_str(), "--replay-speed", speed_arg.c_str(),
-            static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    // The daemon prints its port once the API listens.
-    for (int i = 0; i < 300; ++i) {
-      std::string log = ReadFile(log_);
-      auto at = log.find("local API on http://127.0.0.1:");
-      if (at != std::string::npos) return std::atoi(log.c_str() + at + 30);
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        ADD_FAILURE() << "waybilld exited early:\n" << log;
-        return -1;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ADD_FAILURE() << "waybilld did not start:\n" << ReadFile(log_);
-    return -1;
-  }
-
-  // Stops with `sig`; returns the exit status as waitpid reports it.
   int Stop(int sig) {
-    kill(pid_, sig);
-    int status = 0;
-    for (int i = 0; i < 200; ++i) {
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return status;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ADD_FAILURE() << "waybilld did not stop within 10 s after signal " << sig;
-    return -1;
+    std::optional<int> status = daemon_->Stop(sig);
+    if (!status) ADD_FAILURE() << "waybilld did not stop within 10 s after signal " << sig;
+    return status.value_or(-1);
   }
+  std::string Log() const { return daemon_->log(); }
 
   // Every stored event by sequence, read as waybillctl reads it.
   std::map<uint64_t, waybill::sync::StoredEvent> Stored() {
     std::map<uint64_t, waybill::sync::StoredEvent> out;
-    auto reader = waybill::sync::OutboxReader::Open((dir_ / "data/outbox.db").string());
+    auto reader = waybill::sync::OutboxReader::Open((daemon_->data_dir() / "outbox.db").string());
     EXPECT_TRUE(reader.ok()) << reader.status().ToString();
     if (!reader.ok()) return out;
     waybill::Status s = (*reader)->ForEach(std::nullopt, 0, [&](const auto& ev) {
@@ -118,9 +70,7 @@ class WaybilldTest : public ::testing::Test {
   }
 
   fs::path dir_;
-  fs::path log_;
-  pid_t pid_ = -1;
-  int starts_ = 0;
+  std::unique_ptr<WaybilldProcess> daemon_;
 };
 
 TEST_F(WaybilldTest, EveryAnsweredStoredEventSurvivesKillDashNine) {
@@ -134,7 +84,7 @@ TEST_F(WaybilldTest, EveryAnsweredStoredEventSurvivesKillDashNine) {
     fixed = st && json::parse(st->body)["gnss"].value("mode", 1) >= 2;
     if (!fixed) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  ASSERT_TRUE(fixed) << "no GNSS fix within 10 s:\n" << ReadFile(log_);
+  ASSERT_TRUE(fixed) << "no GNSS fix within 10 s:\n" << Log();
   std::map<uint64_t, std::string> answered;  // seq -> order id
   std::string jpeg = "\xFF\xD8\xFF\xE0 photo of a parcel on a doorstep";
   auto photo = client.Post("/v1/photos", jpeg, "image/jpeg");
@@ -180,7 +130,7 @@ TEST_F(WaybilldTest, EveryAnsweredStoredEventSurvivesKillDashNine) {
       EXPECT_EQ(proof->photo_bytes, jpeg.size());
     }
   }
-  EXPECT_TRUE(fs::exists(dir_ / "data/photos" / sha));
+  EXPECT_TRUE(fs::exists(daemon_->data_dir() / "photos" / sha));
   uint64_t fixes = 0;
   for (const auto& [seq, ev] : stored) fixes += ev.cls == waybill::sync::EventClass::kFix;
   EXPECT_GT(fixes, 0u) << "the replayed drive was recorded meanwhile";
@@ -212,9 +162,9 @@ TEST_F(WaybilldTest, SigtermFlushesAndExitsZero) {
   EXPECT_EQ(st["device_id"], "it-truck");
   EXPECT_EQ(st["outbox"]["deliveries"], 1);
   int exit_status = Stop(SIGTERM);
-  ASSERT_TRUE(WIFEXITED(exit_status)) << ReadFile(log_);
-  EXPECT_EQ(WEXITSTATUS(exit_status), 0) << ReadFile(log_);
-  EXPECT_NE(ReadFile(log_).find("flushing the outbox"), std::string::npos);
+  ASSERT_TRUE(WIFEXITED(exit_status)) << Log();
+  EXPECT_EQ(WEXITSTATUS(exit_status), 0) << Log();
+  EXPECT_NE(Log().find("flushing the outbox"), std::string::npos);
   auto stored = Stored();
   ASSERT_FALSE(stored.empty());
 }
@@ -224,8 +174,9 @@ TEST_F(WaybilldTest, ABadBoardFileIsAClearErrorWithItsLine) {
   std::ofstream(board) << "[board]\nname = \"host-sim\"\narch = \"x86_64\"\ntoolchain = "
                           "\"native\"\n[gnss]\nsource = \"serial\"\ndevice = \"/dev/ttyS9\"\n"
                           "baud = 9601\n[storage]\ndata_dir = \"/var/tmp/x\"\n";
-  pid_ = fork();
-  if (pid_ == 0) {
+  std::ofstream(dir_ / "waybill.toml") << "[device]\nid = \"it-truck\"\n";
+  pid_t pid = fork();
+  if (pid == 0) {
     FILE* err = freopen((dir_ / "err.log").c_str(), "w", stderr);
     (void)err;
     execl(WAYBILLD_PATH, "waybilld", "--board", board.c_str(), "--config",
@@ -233,11 +184,10 @@ TEST_F(WaybilldTest, ABadBoardFileIsAClearErrorWithItsLine) {
     _exit(127);
   }
   int status = 0;
-  waitpid(pid_, &status, 0);
-  pid_ = -1;
+  waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 2);
-  std::string err = ReadFile(dir_ / "err.log");
+  std::string err = ReadWholeFile(dir_ / "err.log");
   EXPECT_NE(err.find("board.toml:8:"), std::string::npos) << err;
   EXPECT_NE(err.find("9601 is not a standard baud rate"), std::string::npos) << err;
 }

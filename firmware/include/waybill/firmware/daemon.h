@@ -31,6 +31,7 @@
 #include "waybill/hal/storage_health.h"
 #include "waybill/hal/watchdog.h"
 #include "waybill/sync/outbox.h"
+#include "waybill/sync/uplink.h"
 
 namespace waybill::firmware {
 
@@ -84,6 +85,7 @@ class Daemon {
   std::unique_ptr<hal::GnssSource> gnss_;
   std::unique_ptr<hal::Watchdog> watchdog_;
   std::unique_ptr<hal::StorageHealth> storage_;
+  std::unique_ptr<sync::Uplink> uplink_;  // null when waybill.toml names no broker
 
   // Owned by the GNSS thread; the snapshot below is what others read.
   hal::NmeaParser parser_;

@@ -40,11 +40,17 @@ class Recorder {
   Result<Recorded> RecordProof(const sync::ProofOfDelivery& proof);
   Result<Recorded> RecordHealth(const sync::Health& health);
 
+  // Called after every stored event (e.g. to wake the uplink). Set before recording starts.
+  void SetOnStored(std::function<void(sync::EventClass)> on_stored) {
+    on_stored_ = std::move(on_stored);
+  }
+
  private:
   Result<Recorded> Append(sync::EventClass cls, Stamp stamp, std::string body);
 
   sync::Outbox& outbox_;
   std::function<Stamp()> now_;
+  std::function<void(sync::EventClass)> on_stored_;
 };
 
 }  // namespace waybill::firmware
