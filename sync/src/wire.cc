@@ -1102,8 +1102,10 @@ Result<std::string> EncodeBatch(std::string_view device_id, bool historical,
     fc.zero_run_columns = zero_runs;
     fc.has_bit_packed_columns = bit_packed != 0;
     fc.bit_packed_columns = bit_packed;
-    fc.bits.funcs.encode = WriteString;
-    fc.bits.arg = &bits;
+    if (!bits.empty()) {
+      fc.bits.funcs.encode = WriteString;
+      fc.bits.arg = &bits;
+    }
     fc.scales.funcs.encode = WritePackedUnsigned;
     fc.scales.arg = &scales;
   }
