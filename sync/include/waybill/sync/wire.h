@@ -1,10 +1,10 @@
 // The MQTT wire protocol: topics, the uplink Batch, the Ack, downlink Commands and their results.
 //
 // Trucks pay for every byte, so a batch carries its fixes as columns (each field of every fix
-// side by side, delta-encoded, zigzag varints in packed protobuf fields): a breadcrumb costs a
-// few bytes. Every other event travels as an Envelope holding its body exactly as stored in the
-// outbox. The full description, with the ack rule and the versioning rule, is docs/PROTOCOL.md;
-// the schema is sync/proto/wire.proto.
+// side by side, delta-encoded, as zigzag varints in packed protobuf fields or bit-packed): a
+// breadcrumb costs a few bytes. Every other event travels as an Envelope holding its body exactly
+// as stored in the outbox. The full description, with the ack rule and the versioning rule, is
+// docs/PROTOCOL.md; the schema is sync/proto/wire.proto.
 //
 // Every function here is pure and thread-safe: no I/O, no shared state. Decoders never read past
 // their input, bound every count and size, and say in the Status message what was wrong
