@@ -949,17 +949,21 @@ class Uplink::Impl {
     bool up = state_ == State::kOnline || state_ == State::kSubscribing;
     if (up) {
       // A clean DISCONNECT suppresses the will, so say "offline" ourselves. (MQTT 5's "disconnect
-      // with will" reason would do it, but Paho 1.3 / Mosquitto 2.0 did not publish the will
-      // with it when tried.) disconnect() waits up to kStopTimeoutMs for the PUBACK.
-      std::string error;
-      if (!Publish(topic_status_, StatusPayload(false, options_.firmware_version), true, &error)) {
-        spdlog::debug("uplink: offline status not published: {}", error);
+      // with will" reason would do it, but Paho C 1.3 / Mosquitto 2.0 did not publish the will
+      // with it when tried.) Its PUBACK is awaited on the token: Paho's disconnect(timeout)
+      // waits out its whole timeout.
+      try {
+        std::string payload = StatusPayload(false, options_.firmware_version);
+        auto tok = client_->publish(mqtt::make_message(topic_status_, payload, kQos, true));
+        UpdateStats([&](UplinkStats& s) { s.bytes_published += payload.size(); });
+        tok->wait_for(std::chrono::milliseconds(kStopTimeoutMs));
+      } catch (const mqtt::exception& e) {
+        spdlog::debug("uplink: offline status not published: {}", e.what());
       }
     }
     if (state_ != State::kDisconnected) {
       try {
-        client_->disconnect(static_cast<int>(up ? kStopTimeoutMs : 0))
-            ->wait_for(std::chrono::milliseconds(kStopTimeoutMs + 1000));
+        client_->disconnect(0)->wait_for(std::chrono::milliseconds(kStopTimeoutMs));
       } catch (const mqtt::exception& e) {
         spdlog::debug("uplink: disconnect on stop: {}", e.what());
       }
