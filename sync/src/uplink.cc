@@ -76,7 +76,7 @@ constexpr int kDiagnoseEvery = 8;
 // Encoded batches are split well below the wire's bound: fixes are re-encoded as columns (smaller
 // than their bodies), envelopes add a few bytes per event.
 constexpr size_t kBatchBodyBudgetBytes = kMaxBatchBytes / 2;
-constexpr int64_t kStopTimeoutMs = 3000;
+constexpr int64_t kStopTimeoutMs = 2000;
 
 int DrainRank(EventClass cls) {
   switch (cls) {
@@ -301,7 +301,6 @@ class Uplink::Impl {
     std::string text;
     mqtt::const_message_ptr msg;
     bool ok = false;
-    std::vector<int> granted;  // subscribe: reason codes per topic
   };
 
   // Turns Paho's completion callbacks (on Paho's thread) into mailbox events.
@@ -320,15 +319,6 @@ class Uplink::Impl {
               "",
               nullptr};
       e.ok = ok;
-      if (ok && kind_ == Event::Kind::kSubscribeDone) {
-        try {
-          for (mqtt::ReasonCode rc : tok.get_subscribe_response().get_reason_codes()) {
-            e.granted.push_back(static_cast<int>(rc));
-          }
-        } catch (const mqtt::exception&) {
-          // No per-topic codes available: the subscribe succeeded as a whole.
-        }
-      }
       impl_.Post(std::move(e));
     }
     Impl& impl_;
@@ -562,9 +552,9 @@ class Uplink::Impl {
     UpdateStats([](UplinkStats& s) { ++s.connects; });
     try {
       auto topics = mqtt::string_collection::create({topic_ack_, topic_cmd_});
-      client_->subscribe(topics, mqtt::iasync_client::qos_collection{kQos, kQos},
-                         reinterpret_cast<void*>(static_cast<uintptr_t>(generation_)),
-                         subscribe_listener_);
+      subscribe_token_ = client_->subscribe(
+          topics, mqtt::iasync_client::qos_collection{kQos, kQos},
+          reinterpret_cast<void*>(static_cast<uintptr_t>(generation_)), subscribe_listener_);
     } catch (const mqtt::exception& e) {
       ConnectionDown(now, std::string("could not subscribe: ") + e.what());
       ForceDisconnect();
@@ -579,11 +569,24 @@ class Uplink::Impl {
           topic_ack_, topic_cmd_,
           e.reason != 0 ? internal::ReasonWords(e.reason) : internal::PahoWords(e.rc));
     }
+    // Per-topic verdicts (MQTT 5 only: Paho does not report 3.1.1's reliably). Read from the
+    // token on this thread: it is complete once its listener has run.
+    std::vector<int> granted;
+    if (e.ok && subscribe_token_ && options_.mqtt_version == MqttVersion::kV5) {
+      try {
+        for (mqtt::ReasonCode rc : subscribe_token_->get_subscribe_response().get_reason_codes()) {
+          granted.push_back(static_cast<int>(rc));
+        }
+      } catch (const mqtt::exception& ex) {
+        spdlog::debug("uplink: no subscribe response: {}", ex.what());
+      }
+    }
+    subscribe_token_.reset();
     const char* names[] = {"ack", "cmd"};
-    for (size_t i = 0; i < e.granted.size() && i < 2; ++i) {
-      if (e.granted[i] >= 0x80) {
+    for (size_t i = 0; i < granted.size() && i < 2; ++i) {
+      if (granted[i] >= 0x80) {
         spdlog::error("uplink: the broker refused the subscription to {} topic ({}){}", names[i],
-                      internal::ReasonWords(e.granted[i]),
+                      internal::ReasonWords(granted[i]),
                       i == 0 ? ": acks will not arrive, nothing will be deleted" : "");
       }
     }
@@ -943,17 +946,24 @@ class Uplink::Impl {
   }
 
   void Shutdown() {
-    if (state_ == State::kOnline || state_ == State::kSubscribing) {
-      std::string error;
-      if (!Publish(topic_status_, StatusPayload(false, options_.firmware_version), true, &error)) {
-        spdlog::debug("uplink: offline status not published: {}", error);
+    bool up = state_ == State::kOnline || state_ == State::kSubscribing;
+    if (up) {
+      // A clean DISCONNECT suppresses the will, so say "offline" ourselves. (MQTT 5's "disconnect
+      // with will" reason would do it, but Paho C 1.3 / Mosquitto 2.0 did not publish the will
+      // with it when tried.) Its PUBACK is awaited on the token: Paho's disconnect(timeout)
+      // waits out its whole timeout.
+      try {
+        std::string payload = StatusPayload(false, options_.firmware_version);
+        auto tok = client_->publish(mqtt::make_message(topic_status_, payload, kQos, true));
+        UpdateStats([&](UplinkStats& s) { s.bytes_published += payload.size(); });
+        tok->wait_for(std::chrono::milliseconds(kStopTimeoutMs));
+      } catch (const mqtt::exception& e) {
+        spdlog::debug("uplink: offline status not published: {}", e.what());
       }
     }
     if (state_ != State::kDisconnected) {
       try {
-        // Waits for the offline status's PUBACK, at most kStopTimeoutMs.
-        auto tok = client_->disconnect(static_cast<int>(kStopTimeoutMs));
-        tok->wait_for(std::chrono::milliseconds(kStopTimeoutMs + 1000));
+        client_->disconnect(0)->wait_for(std::chrono::milliseconds(kStopTimeoutMs));
       } catch (const mqtt::exception& e) {
         spdlog::debug("uplink: disconnect on stop: {}", e.what());
       }
@@ -1002,6 +1012,7 @@ class Uplink::Impl {
   std::unordered_set<uint64_t> unsendable_;
   uint64_t next_batch_id_ = 1;
 
+  mqtt::token_ptr subscribe_token_;
   Listener connect_listener_;
   Listener subscribe_listener_;
   // Last: destroyed first, while the listeners it may call are still alive.

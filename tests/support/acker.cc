@@ -38,8 +38,8 @@ bool TestAcker::Start(std::string* error) {
     o.set_mqtt_version(MQTTVERSION_5);
     o.set_clean_session(false);
     o.set_clean_start(false);
-    o.set_properties(mqtt::properties{mqtt::property(mqtt::property::SESSION_EXPIRY_INTERVAL,
-                                                     3600)});
+    o.set_properties(
+        mqtt::properties{mqtt::property(mqtt::property::SESSION_EXPIRY_INTERVAL, 3600)});
     o.set_automatic_reconnect(1, 1);
     o.set_keep_alive_interval(60);
     o.set_connect_timeout(5);
@@ -115,16 +115,17 @@ void TestAcker::OnMessage(const std::string& topic, const std::string& payload) 
   if (!batch.ok() || batch->device_id != *device) {
     std::lock_guard<std::mutex> lk(mu_);
     ++decode_errors_;
-    std::fprintf(stderr, "acker: batch on %s rejected: %s\n", topic.c_str(),
-                 batch.ok() ? "device id differs from the topic's"
-                            : batch.status().message().c_str());
+    std::fprintf(
+        stderr, "acker: batch on %s rejected: %s\n", topic.c_str(),
+        batch.ok() ? "device id differs from the topic's" : batch.status().message().c_str());
     return;
   }
   std::vector<uint64_t> seqs;
   {
     std::lock_guard<std::mutex> lk(mu_);
     uint64_t number = ++batches_;
-    FILE* out = options_.record_path.empty() ? nullptr : std::fopen(options_.record_path.c_str(), "a");
+    FILE* out =
+        options_.record_path.empty() ? nullptr : std::fopen(options_.record_path.c_str(), "a");
     for (const sync::StoredEvent& e : batch->events) {
       records_.push_back(AckerRecord{*device, e.seq, e.cls, batch->historical, number});
       seqs.push_back(e.seq);

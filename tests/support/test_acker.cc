@@ -44,15 +44,24 @@ int main(int argc, char** argv) {
       continue;
     }
     if ((v = value()) == nullptr) return Usage();
-    if (arg == "--broker") options.broker_uri = v;
-    else if (arg == "--out") options.record_path = v;
-    else if (arg == "--ack-delay-ms") options.ack_delay_ms = std::atoi(v);
-    else if (arg == "--die-after-batches") options.die_after_batches = std::atol(v);
-    else if (arg == "--ca") options.ca_file = v;
-    else if (arg == "--cert") options.cert_file = v;
-    else if (arg == "--key") options.key_file = v;
-    else if (arg == "--client-id") options.client_id = v;
-    else return Usage();
+    if (arg == "--broker")
+      options.broker_uri = v;
+    else if (arg == "--out")
+      options.record_path = v;
+    else if (arg == "--ack-delay-ms")
+      options.ack_delay_ms = std::atoi(v);
+    else if (arg == "--die-after-batches")
+      options.die_after_batches = std::atol(v);
+    else if (arg == "--ca")
+      options.ca_file = v;
+    else if (arg == "--cert")
+      options.cert_file = v;
+    else if (arg == "--key")
+      options.key_file = v;
+    else if (arg == "--client-id")
+      options.client_id = v;
+    else
+      return Usage();
   }
   if (options.broker_uri.empty()) return Usage();
   if (options.record_path.empty()) options.record_path = "/dev/stdout";

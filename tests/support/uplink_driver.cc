@@ -12,9 +12,11 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -54,21 +56,36 @@ int main(int argc, char** argv) {
     }
     if (i + 1 >= argc) return Usage();
     std::string v = argv[++i];
-    if (arg == "--outbox") outbox_options.path = v;
-    else if (arg == "--broker") options.broker_uri = v;
-    else if (arg == "--device") options.device_id = v;
-    else if (arg == "--ca") options.tls.ca_file = v;
-    else if (arg == "--cert") options.tls.cert_file = v;
-    else if (arg == "--key") options.tls.key_file = v;
-    else if (arg == "--fixes") fixes = std::atol(v.c_str());
-    else if (arg == "--deliveries") deliveries = std::atol(v.c_str());
-    else if (arg == "--batch") options.batch_max_events = std::strtoul(v.c_str(), nullptr, 10);
-    else if (arg == "--window") options.inflight_batches = std::atoi(v.c_str());
-    else if (arg == "--ack-timeout-ms") options.ack_timeout_ms = std::atol(v.c_str());
-    else if (arg == "--batch-wait-ms") options.batch_wait_ms = std::atol(v.c_str());
-    else if (arg == "--backoff-base-ms") options.backoff.base_ms = std::atol(v.c_str());
-    else if (arg == "--backoff-cap-ms") options.backoff.cap_ms = std::atol(v.c_str());
-    else return Usage();
+    if (arg == "--outbox")
+      outbox_options.path = v;
+    else if (arg == "--broker")
+      options.broker_uri = v;
+    else if (arg == "--device")
+      options.device_id = v;
+    else if (arg == "--ca")
+      options.tls.ca_file = v;
+    else if (arg == "--cert")
+      options.tls.cert_file = v;
+    else if (arg == "--key")
+      options.tls.key_file = v;
+    else if (arg == "--fixes")
+      fixes = std::atol(v.c_str());
+    else if (arg == "--deliveries")
+      deliveries = std::atol(v.c_str());
+    else if (arg == "--batch")
+      options.batch_max_events = std::strtoul(v.c_str(), nullptr, 10);
+    else if (arg == "--window")
+      options.inflight_batches = std::atoi(v.c_str());
+    else if (arg == "--ack-timeout-ms")
+      options.ack_timeout_ms = std::atol(v.c_str());
+    else if (arg == "--batch-wait-ms")
+      options.batch_wait_ms = std::atol(v.c_str());
+    else if (arg == "--backoff-base-ms")
+      options.backoff.base_ms = std::atol(v.c_str());
+    else if (arg == "--backoff-cap-ms")
+      options.backoff.cap_ms = std::atol(v.c_str());
+    else
+      return Usage();
   }
   signal(SIGTERM, OnSignal);
   signal(SIGINT, OnSignal);
@@ -77,20 +94,28 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", outbox.status().ToString().c_str());
     return 1;
   }
+  // One go, group-committed; every append must succeed.
   uint64_t first = 0, last = 0;
+  bool failed = false;
+  std::mutex mu;
+  long every = deliveries > 0 ? (fixes + deliveries) / deliveries : 0;
   for (long i = 0; i < fixes + deliveries; ++i) {
     // Deliveries spread among the fixes, as a day's route has them.
-    bool delivery = deliveries > 0 && i % ((fixes + deliveries) / deliveries) == 0 &&
-                    i / ((fixes + deliveries) / deliveries) < deliveries;
-    auto seq = (*outbox)->Append(delivery ? testing::MakeDeliveryEvent(i)
-                                          : testing::MakeFixEvent(i));
-    if (!seq.ok()) {
-      std::fprintf(stderr, "append: %s\n", seq.status().ToString().c_str());
-      return 1;
-    }
-    if (first == 0) first = *seq;
-    last = *seq;
+    bool delivery = every > 0 && i % every == 0 && i / every < deliveries;
+    (*outbox)->AppendAsync(delivery ? testing::MakeDeliveryEvent(i) : testing::MakeFixEvent(i),
+                           [&](Result<uint64_t> seq) {
+                             std::lock_guard<std::mutex> lk(mu);
+                             if (!seq.ok()) {
+                               std::fprintf(stderr, "append: %s\n",
+                                            seq.status().ToString().c_str());
+                               failed = true;
+                               return;
+                             }
+                             if (first == 0 || *seq < first) first = *seq;
+                             last = std::max(last, *seq);
+                           });
   }
+  if (!(*outbox)->Flush().ok() || failed) return 1;
   std::printf("appended %llu %llu\n", static_cast<unsigned long long>(first),
               static_cast<unsigned long long>(last));
   std::fflush(stdout);

@@ -124,16 +124,15 @@ TEST(UplinkReconnectTest, AnUnresolvableBrokerIsReportedAsADnsFailure) {
   ASSERT_TRUE((*uplink)->Start().ok());
   ASSERT_TRUE(WaitFor([&] { return !(*uplink)->Stats().last_connect_error.empty(); }, 30000));
   std::string error = (*uplink)->Stats().last_connect_error;
-  EXPECT_NE(error.find("DNS lookup of no-such-broker.invalid failed"), std::string::npos)
-      << error;
+  EXPECT_NE(error.find("DNS lookup of no-such-broker.invalid failed"), std::string::npos) << error;
   (*uplink)->Stop();
 }
 
 TEST(UplinkReconnectTest, StartTwiceIsRefusedAndStopIsIdempotent) {
   hal::FakeClock clock;
   fakes::MemoryOutbox outbox;
-  auto uplink = Uplink::Create(outbox, clock,
-                               Plain("tcp://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort())));
+  auto uplink = Uplink::Create(
+      outbox, clock, Plain("tcp://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort())));
   ASSERT_TRUE(uplink.ok());
   ASSERT_TRUE((*uplink)->Start().ok());
   EXPECT_EQ((*uplink)->Start().code(), Status::Code::kFailedPrecondition);
