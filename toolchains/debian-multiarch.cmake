@@ -4,8 +4,10 @@
 # Two ways to find the target's libraries:
 #   - multiarch (the default): Debian's <lib>:arm64 / <lib>:armhf packages, installed beside the
 #     build machine's own under /usr/lib/<triple> (scripts/bootstrap --arch installs them);
-#   - a board's root file system: -DWAYBILL_SYSROOT=/path (or the WAYBILL_SYSROOT environment
-#     variable), which must hold the -dev packages listed in docs/CROSS.md.
+#   - a root file system: -DWAYBILL_SYSROOT=/path (or the WAYBILL_SYSROOT environment
+#     variable), a board's holding the -dev packages listed in docs/CROSS.md, or the one that
+#     scripts/bootstrap makes of Debian's packages when multiarch cannot install
+#     (/var/cache/waybill/sysroot-<arch>).
 # Either way headers and libraries are the target's and programs (protoc, the nanopb generator)
 # the build machine's. Test programs run under qemu-user. docs/CROSS.md is the tech's guide.
 set(CMAKE_SYSTEM_NAME Linux)
