@@ -91,55 +91,6 @@ int DrainRank(EventClass cls) {
   return 3;
 }
 
-// Reads field 2 (command_id, a string) at the top level of a Command that did not decode, so that
-// its sender still gets a result. Printable ASCII of at most kMaxIdBytes, else empty.
-std::string PeekCommandId(std::string_view in) {
-  size_t at = 0;
-  auto varint = [&](uint64_t* out) {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64 && at < in.size(); shift += 7) {
-      auto b = static_cast<uint8_t>(in[at++]);
-      v |= static_cast<uint64_t>(b & 0x7f) << shift;
-      if ((b & 0x80) == 0) {
-        *out = v;
-        return true;
-      }
-    }
-    return false;
-  };
-  for (int fields = 0; fields < 64 && at < in.size(); ++fields) {
-    uint64_t key = 0;
-    if (!varint(&key)) return "";
-    uint64_t field = key >> 3;
-    uint64_t v = 0;
-    switch (key & 7) {
-      case 0:
-        if (!varint(&v)) return "";
-        break;
-      case 1:
-        at += 8;
-        break;
-      case 5:
-        at += 4;
-        break;
-      case 2: {
-        if (!varint(&v) || v > in.size() - std::min(at, in.size())) return "";
-        std::string_view bytes = in.substr(at, v);
-        at += v;
-        if (field != 2) break;
-        if (bytes.empty() || bytes.size() > kMaxIdBytes) return "";
-        for (char c : bytes) {
-          if (c < 0x20 || c > 0x7e) return "";
-        }
-        return std::string(bytes);
-      }
-      default:
-        return "";
-    }
-  }
-  return "";
-}
-
 std::string Truncate(std::string s, size_t max_bytes) {
   if (s.size() > max_bytes) s.resize(max_bytes);
   return s;

@@ -1361,6 +1361,21 @@ Result<std::string> EncodeCommand(const Command& command) {
   return EncodeMessage(waybill_v1_Command_fields, *msg, "command");
 }
 
+std::string PeekCommandId(std::string_view bytes) {
+  if (bytes.size() > kMaxCommandBytes) return "";
+  waybill_v1_CommandHeader header = waybill_v1_CommandHeader_init_zero;
+  pb_istream_t stream = InputStream(bytes);
+  // A failed decode may still have read the id, which comes before the body.
+  (void)pb_decode(&stream, waybill_v1_CommandHeader_fields, &header);
+  if (!header.has_command_id) return "";
+  std::string_view id(header.command_id);
+  if (id.empty() || id.size() > kMaxIdBytes) return "";
+  for (char c : id) {
+    if (c < 0x20 || c > 0x7e) return "";
+  }
+  return std::string(id);
+}
+
 Result<Command> DecodeCommand(std::string_view bytes) {
   if (bytes.size() > kMaxCommandBytes) {
     return Status::InvalidArgument("command: " + std::to_string(bytes.size()) + " bytes, at most " +

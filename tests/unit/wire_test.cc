@@ -740,3 +740,22 @@ TEST(WireCommandResult, RoundTripsAndBoundsItsStrings) {
 
 }  // namespace
 }  // namespace waybill::sync
+
+namespace waybill::sync {
+namespace {
+
+TEST(CommandPeek, ABrokenBodyStillHasAnIdToAnswer) {
+  Command cmd{"cmd-broken-1", RequestStatus{}};
+  Result<std::string> bytes = EncodeCommand(cmd);
+  ASSERT_TRUE(bytes.ok());
+  // A manifest body (field 3) whose content is not a message.
+  std::string broken = *bytes + std::string("\x1a\x03\xff\xff\xff", 5);
+  EXPECT_FALSE(DecodeCommand(broken).ok());
+  EXPECT_EQ(PeekCommandId(broken), "cmd-broken-1");
+  EXPECT_EQ(PeekCommandId(*bytes), "cmd-broken-1");
+  EXPECT_EQ(PeekCommandId(std::string("\xff\xff", 2)), "");
+  EXPECT_EQ(PeekCommandId(""), "");
+}
+
+}  // namespace
+}  // namespace waybill::sync

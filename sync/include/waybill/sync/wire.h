@@ -159,6 +159,10 @@ Result<std::string> EncodeCommand(const Command& command);
 // or any bound EncodeCommand checks.
 Result<Command> DecodeCommand(std::string_view bytes);
 
+// The command_id of a Command payload whose body may not decode, so that the device can still
+// answer it; empty when even the id is unreadable (the command then goes unanswered).
+std::string PeekCommandId(std::string_view bytes);
+
 struct CommandResult {
   std::string command_id;  // <= kMaxIdBytes
   bool ok = false;
