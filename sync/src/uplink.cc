@@ -525,7 +525,9 @@ class Uplink::Impl {
     std::vector<int> granted;
     if (e.ok && subscribe_token_ && options_.mqtt_version == MqttVersion::kV5) {
       try {
-        for (mqtt::ReasonCode rc : subscribe_token_->get_subscribe_response().get_reason_codes()) {
+        // The response is returned by value: keep it alive while its reason codes are read.
+        mqtt::subscribe_response response = subscribe_token_->get_subscribe_response();
+        for (mqtt::ReasonCode rc : response.get_reason_codes()) {
           granted.push_back(static_cast<int>(rc));
         }
       } catch (const mqtt::exception& ex) {
