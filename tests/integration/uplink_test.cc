@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -318,6 +319,60 @@ TEST_F(UplinkIT, AfterAnOutageTheNewestFixGoesFirstThenDeliveriesThenTheBacklogI
   EXPECT_EQ(s.connects, 2u);
   EXPECT_EQ(s.disconnects, 1u);
   EXPECT_FALSE(s.last_disconnect_cause.empty());
+}
+
+// A dead zone as long as real ones: the broker away for minutes (WAYBILL_OUTAGE_SECONDS,
+// default 120) while the truck records a fix a second and a delivery every 30 s, with TLS and a
+// realistic backoff cap. Everything arrives once the broker is back, in the live-first order.
+TEST_F(UplinkIT, ABrokerAwayForMinutesWhileTheTruckRecordsLosesNothing) {
+  const char* env = std::getenv("WAYBILL_OUTAGE_SECONDS");
+  const int outage_s = env ? std::atoi(env) : 120;
+  StartBroker(true);
+  StartAcker(true);
+  OpenOutbox();
+  UplinkOptions o = Options(true);
+  o.backoff = {.base_ms = 1000, .cap_ms = 15000, .floor_ms = 100};
+  StartUplink(o);
+  AppendFixes(1);
+  ASSERT_TRUE(WaitFor([&] { return OutboxEvents() == 0; }, 30000));
+
+  broker_->Stop();
+  ASSERT_TRUE(WaitFor([&] { return !uplink_->Stats().connected; }));
+  size_t before = acker_->Records().size();
+  std::vector<uint64_t> fixes, deliveries;
+  for (int t = 0; t < outage_s; ++t) {
+    std::vector<uint64_t> one = AppendFixes(1, 1000 + t);
+    fixes.insert(fixes.end(), one.begin(), one.end());
+    if (t % 30 == 15) deliveries.push_back(Append(testing::MakeDeliveryEvent(100 + t)));
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  uint64_t newest = fixes.back();
+  fixes.pop_back();
+  uint64_t attempts = uplink_->Stats().connect_attempts;
+  EXPECT_LE(attempts, 2u + static_cast<uint64_t>(outage_s)) << "no hot reconnect loop";
+
+  std::string error;
+  ASSERT_TRUE(broker_->Start(&error)) << error;
+  // The backoff cap bounds how long the truck takes to notice the broker is back.
+  ASSERT_TRUE(WaitFor([&] { return OutboxEvents() == 0; }, 60000)) << broker_->log();
+  std::vector<AckerRecord> all = acker_->Records();
+  std::vector<AckerRecord> after;
+  std::set<uint64_t> first_seen;
+  for (size_t i = before; i < all.size(); ++i) {
+    if (first_seen.insert(all[i].seq).second) after.push_back(all[i]);
+  }
+  ASSERT_EQ(after.size(), fixes.size() + deliveries.size() + 1);
+  EXPECT_EQ(after[0].seq, newest);
+  EXPECT_FALSE(after[0].historical);
+  for (size_t i = 0; i < deliveries.size(); ++i) {
+    EXPECT_EQ(after[1 + i].seq, deliveries[i]);
+    EXPECT_EQ(after[1 + i].cls, EventClass::kDelivery);
+  }
+  for (size_t i = 0; i < fixes.size(); ++i) {
+    const AckerRecord& r = after[1 + deliveries.size() + i];
+    EXPECT_EQ(r.seq, fixes[i]) << "backlog position " << i;
+    EXPECT_TRUE(r.historical);
+  }
 }
 
 TEST_F(UplinkIT, BrokerKilledMidDrainLosesNothing) {
