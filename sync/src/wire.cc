@@ -92,10 +92,17 @@ uint64_t ZigZag(int64_t v) {
   return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
 }
 
-// round(k * num / den), half away from zero. 128-bit: k comes from the wire.
-__int128 ApplyScale(int64_t k, uint32_t num, uint32_t den) {
-  __int128 mag = k < 0 ? -static_cast<__int128>(k) : static_cast<__int128>(k);
-  __int128 r = (2 * mag * num + den) / (2 * static_cast<__int128>(den));
+// round(k * num / den), half away from zero; nullopt when it does not fit 64 bits (k comes from
+// the wire). Checked 64-bit arithmetic: 32-bit ARM has no 128-bit integers.
+std::optional<int64_t> ApplyScale(int64_t k, uint32_t num, uint32_t den) {
+  if (den == 0) return std::nullopt;
+  uint64_t mag = k < 0 ? uint64_t{0} - static_cast<uint64_t>(k) : static_cast<uint64_t>(k);
+  uint64_t twice = 0, scaled = 0, rounded = 0;
+  if (__builtin_mul_overflow(mag, uint64_t{2} * num, &twice)) return std::nullopt;
+  if (__builtin_add_overflow(twice, uint64_t{den}, &scaled)) return std::nullopt;
+  rounded = scaled / (uint64_t{2} * den);
+  if (rounded > static_cast<uint64_t>(INT64_MAX)) return std::nullopt;
+  auto r = static_cast<int64_t>(rounded);
   return k < 0 ? -r : r;
 }
 
@@ -406,11 +413,12 @@ int64_t Gcd(int64_t a, int64_t b) {
 bool Unscale(const std::vector<int64_t>& values, Scale scale, std::vector<int64_t>* k) {
   k->resize(values.size());
   for (size_t i = 0; i < values.size(); ++i) {
-    __int128 target = static_cast<__int128>(values[i]) * scale.den;
-    __int128 q = target / scale.num;
-    __int128 r = target % scale.num;
-    if (2 * (r < 0 ? -r : r) >= scale.num) q += target < 0 ? -1 : 1;
-    auto candidate = static_cast<int64_t>(q);
+    int64_t target = 0;
+    if (__builtin_mul_overflow(values[i], static_cast<int64_t>(scale.den), &target)) return false;
+    int64_t q = target / scale.num;
+    int64_t r = target % scale.num;
+    if (2 * (r < 0 ? -r : r) >= static_cast<int64_t>(scale.num)) q += target < 0 ? -1 : 1;
+    int64_t candidate = q;
     if (ApplyScale(candidate, scale.num, scale.den) != values[i]) return false;
     (*k)[i] = candidate;
   }
@@ -625,11 +633,13 @@ bool ReadEnvelope(pb_istream_t* stream, const pb_field_iter_t*, void** arg) {
   return true;
 }
 
-Status CheckValue(const char* name, uint64_t seq, __int128 v, int64_t lo, int64_t hi) {
-  if (v < lo || v > hi) {
+Status CheckValue(const char* name, uint64_t seq, std::optional<int64_t> v, int64_t lo,
+                  int64_t hi) {
+  if (!v || *v < lo || *v > hi) {
     return Status::Corruption(std::string("batch: fix seq ") + std::to_string(seq) + ": " + name +
-                              " " + std::to_string(static_cast<int64_t>(v)) + " out of range [" +
-                              std::to_string(lo) + ", " + std::to_string(hi) + "]");
+                              " " + (v ? std::to_string(*v) : std::string("beyond 64 bits")) +
+                              " out of range [" + std::to_string(lo) + ", " +
+                              std::to_string(hi) + "]");
   }
   return Status::Ok();
 }
@@ -740,19 +750,20 @@ Status RebuildFixes(uint32_t count, std::vector<int64_t> (&cols)[kColumnCount], 
                                 std::to_string(ts_src[i]));
     }
     waybill_v1_Fix f = waybill_v1_Fix_init_zero;
-    __int128 lat_e7 = ApplyScale(lat[i], scales[kLat].num, scales[kLat].den);
-    __int128 lon_e7 = ApplyScale(lon[i], scales[kLon].num, scales[kLon].den);
+    std::optional<int64_t> lat_e7 = ApplyScale(lat[i], scales[kLat].num, scales[kLat].den);
+    std::optional<int64_t> lon_e7 = ApplyScale(lon[i], scales[kLon].num, scales[kLon].den);
     if (Status s = CheckValue("lat_e7", seq, lat_e7, -900000000, 900000000); !s.ok()) return s;
     if (Status s = CheckValue("lon_e7", seq, lon_e7, -1800000000, 1800000000); !s.ok()) return s;
     f.has_lat_e7 = f.has_lon_e7 = true;
-    f.lat_e7 = static_cast<int32_t>(lat_e7);
-    f.lon_e7 = static_cast<int32_t>(lon_e7);
+    f.lat_e7 = static_cast<int32_t>(*lat_e7);
+    f.lon_e7 = static_cast<int32_t>(*lon_e7);
     for (int c = kFirstOptional; c < kColumnCount; ++c) {
       if (((presence[i] >> (c - kFirstOptional)) & 1) == 0) continue;
-      __int128 v = ApplyScale(opt[c][next[c]++], scales[c].num, scales[c].den);
+      std::optional<int64_t> scaled = ApplyScale(opt[c][next[c]++], scales[c].num, scales[c].den);
       const int64_t hi = c == kCourse ? kCourseCircle - 1 : (c == kAlt ? INT32_MAX : UINT32_MAX);
       const int64_t lo = c == kAlt ? INT32_MIN : 0;
-      if (Status s = CheckValue(kColumnNames[c], seq, v, lo, hi); !s.ok()) return s;
+      if (Status s = CheckValue(kColumnNames[c], seq, scaled, lo, hi); !s.ok()) return s;
+      const int64_t v = *scaled;
       switch (c) {
         case kAlt:
           f.has_alt_cm = true, f.alt_cm = static_cast<int32_t>(v);
