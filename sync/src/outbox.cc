@@ -243,8 +243,10 @@ class OutboxImpl final : public Outbox {
   Result<uint64_t> LiveBytesLocked();
   uint64_t EffectiveQuotaLocked(uint64_t page_count);
   void MaybeCheckpointLocked();
+  // Reads unclaimed rows into `out` until it holds max_events. `last_seq` (may be null) gets the
+  // sequence of the last row stepped over, taken or not (0 if none).
   Status ReadRows(Stmt& stmt, size_t max_events, std::optional<uint64_t> skip,
-                  std::vector<StoredEvent>* out);
+                  std::vector<StoredEvent>* out, uint64_t* last_seq = nullptr);
 
   static int WalHook(void* arg, sqlite3* db, const char* name, int frames);
 
@@ -268,6 +270,11 @@ class OutboxImpl final : public Outbox {
   bool disk_full_hint_ = false;  // SQLite reported SQLITE_FULL: do not grow the file
   int wal_frames_ = 0;
   std::unordered_set<uint64_t> claimed_;
+  // Every fix below this sequence is claimed or gone, so Claim starts its walk of `fixes` here:
+  // a backlog drain keeps up to a hundred thousand claimed rows at the front of the table, and
+  // stepping over all of them again for every batch cost most of the uplink's time. Lowered by
+  // whatever makes a fix claimable again (Release, a failed Ack); reset at every (re)open.
+  uint64_t fix_scan_from_ = 0;
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
@@ -544,7 +551,8 @@ Status OutboxImpl::PrepareLocked() {
        "SELECT seq, cls, ts_ms, ts_src, body FROM events WHERE cls IN (3, 4) ORDER BY seq"},
       {&st_.claim_health,
        "SELECT seq, cls, ts_ms, ts_src, body FROM events WHERE cls = 2 ORDER BY seq"},
-      {&st_.claim_fixes, "SELECT seq, 1, ts_ms, ts_src, body FROM fixes ORDER BY seq"},
+      {&st_.claim_fixes,
+       "SELECT seq, 1, ts_ms, ts_src, body FROM fixes WHERE seq >= ?1 ORDER BY seq"},
       {&st_.claim_newest_fix, "SELECT seq, 1, ts_ms, ts_src, body FROM fixes ORDER BY seq DESC"},
       {&st_.oldest_fix_ts, "SELECT ts_ms FROM fixes ORDER BY seq LIMIT 1"},
       {&st_.oldest_event_ts, "SELECT ts_ms FROM events ORDER BY seq LIMIT 1"},
@@ -554,6 +562,7 @@ Status OutboxImpl::PrepareLocked() {
     if (!stmt.ok()) return stmt.status();
     *def.stmt = std::move(stmt).value();
   }
+  fix_scan_from_ = 0;
   return Status::Ok();
 }
 
@@ -974,10 +983,12 @@ Status OutboxImpl::Flush() {
 }
 
 Status OutboxImpl::ReadRows(Stmt& stmt, size_t max_events, std::optional<uint64_t> skip,
-                            std::vector<StoredEvent>* out) {
+                            std::vector<StoredEvent>* out, uint64_t* last_seq) {
   int rc = SQLITE_DONE;
+  if (last_seq != nullptr) *last_seq = 0;
   while (out->size() < max_events && (rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
     auto seq = static_cast<uint64_t>(sqlite3_column_int64(stmt.get(), 0));
+    if (last_seq != nullptr) *last_seq = seq;
     if (claimed_.count(seq) != 0 || (skip && *skip == seq)) continue;
     StoredEvent e;
     e.seq = seq;
@@ -1009,12 +1020,19 @@ Result<std::vector<StoredEvent>> OutboxImpl::Claim(size_t max_events, bool newes
   }
   if (s.ok()) s = ReadRows(st_.claim_protected, max_events, std::nullopt, &out);
   if (s.ok()) s = ReadRows(st_.claim_health, max_events, std::nullopt, &out);
-  if (s.ok()) s = ReadRows(st_.claim_fixes, max_events, newest, &out);
+  uint64_t last_fix_seq = 0;
+  if (s.ok()) {
+    sqlite3_bind_int64(st_.claim_fixes.get(), 1, static_cast<int64_t>(fix_scan_from_));
+    s = ReadRows(st_.claim_fixes, max_events, newest, &out, &last_fix_seq);
+  }
   if (!s.ok()) {
     NoteErrorLocked(s);
     return s;
   }
   for (const StoredEvent& e : out) claimed_.insert(e.seq);
+  // Every fix the walk stepped over was claimed already or is claimed now (the newest one
+  // included): the next walk can start after the last.
+  if (last_fix_seq != 0) fix_scan_from_ = last_fix_seq + 1;
   return out;
 }
 
@@ -1023,8 +1041,12 @@ Status OutboxImpl::Ack(std::span<const uint64_t> seqs) {
   std::lock_guard<std::mutex> lk(db_mu_);
   // Whatever happens, these are no longer in flight: on failure they are sent again.
   for (uint64_t seq : seqs) claimed_.erase(seq);
+  const uint64_t lowest = *std::min_element(seqs.begin(), seqs.end());
   Status s = EnsureOpenLocked();
-  if (!s.ok()) return Status::IOError("ack: outbox unavailable, events kept: " + s.message());
+  if (!s.ok()) {
+    fix_scan_from_ = std::min(fix_scan_from_, lowest);
+    return Status::IOError("ack: outbox unavailable, events kept: " + s.message());
+  }
   s = StepDone(st_.begin, "begin ack on " + options_.path);
   uint64_t removed[5] = {};
   for (size_t i = 0; s.ok() && i < seqs.size(); ++i) {
@@ -1049,6 +1071,7 @@ Status OutboxImpl::Ack(std::span<const uint64_t> seqs) {
   if (!s.ok()) {
     (void)RollbackLocked();
     NoteErrorLocked(s);
+    fix_scan_from_ = std::min(fix_scan_from_, lowest);
     std::string msg =
         "ack of " + std::to_string(seqs.size()) +
         " events not recorded, the events are kept and will be sent again: " + s.message();
@@ -1063,7 +1086,10 @@ Status OutboxImpl::Ack(std::span<const uint64_t> seqs) {
 
 void OutboxImpl::Release(std::span<const uint64_t> seqs) {
   std::lock_guard<std::mutex> lk(db_mu_);
-  for (uint64_t seq : seqs) claimed_.erase(seq);
+  for (uint64_t seq : seqs) {
+    claimed_.erase(seq);
+    fix_scan_from_ = std::min(fix_scan_from_, seq);
+  }
 }
 
 Result<uint64_t> OutboxImpl::CorrectTime(int64_t offset_ms) {

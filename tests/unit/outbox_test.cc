@@ -119,6 +119,43 @@ TEST_F(OutboxTest, NewestFixFirstPutsTheLatestPositionAtTheFront) {
   EXPECT_EQ(Seqs(*next), (std::vector<uint64_t>{fixes[3], fixes[1], fixes[2]}));
 }
 
+// Claims walk the fixes from where the last walk stopped; anything released behind that point
+// must still come back, in sequence order, and nothing may be handed out twice.
+TEST_F(OutboxTest, ReleasedFixesComeBackWhereverTheyAreInTheBacklog) {
+  auto box = OpenOrDie(Options());
+  ASSERT_TRUE(box);
+  std::vector<uint64_t> f;
+  for (int i = 0; i < 10; ++i) f.push_back(AppendOrDie(*box, Event(EventClass::kFix)));
+  auto claim = [&](size_t n, bool newest_first = false) {
+    auto r = box->Claim(n, newest_first);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? Seqs(*r) : std::vector<uint64_t>();
+  };
+  EXPECT_EQ(claim(3), (std::vector<uint64_t>{f[0], f[1], f[2]}));
+  EXPECT_EQ(claim(3), (std::vector<uint64_t>{f[3], f[4], f[5]}));
+
+  std::vector<uint64_t> release{f[1]};
+  box->Release(release);
+  EXPECT_EQ(claim(2), (std::vector<uint64_t>{f[1], f[6]}));
+
+  std::vector<uint64_t> ack{f[0], f[2]};
+  ASSERT_TRUE(box->Ack(ack).ok());
+  EXPECT_EQ(claim(10), (std::vector<uint64_t>{f[7], f[8], f[9]}));
+  uint64_t f10 = AppendOrDie(*box, Event(EventClass::kFix));
+  EXPECT_EQ(claim(10), (std::vector<uint64_t>{f10}));
+  EXPECT_TRUE(claim(10).empty()) << "claimed fixes must not be handed out twice";
+
+  release = {f[8], f[4]};
+  box->Release(release);
+  EXPECT_EQ(claim(10), (std::vector<uint64_t>{f[4], f[8]}));
+
+  // The newest fix first, then the oldest released one behind everything claimed.
+  release = {f[3], f10};
+  box->Release(release);
+  EXPECT_EQ(claim(10, true), (std::vector<uint64_t>{f10, f[3]}));
+  EXPECT_TRUE(claim(10).empty());
+}
+
 TEST_F(OutboxTest, StoresTimeSourceAndBodyBytesExactly) {
   auto box = OpenOrDie(Options());
   ASSERT_TRUE(box);
