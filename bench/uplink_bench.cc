@@ -38,7 +38,6 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
