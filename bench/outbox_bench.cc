@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "waybill/sync/events.h"
 #include "waybill/sync/outbox.h"
 
 namespace {
@@ -37,29 +38,20 @@ void Figure(const char* name, double value, const char* unit) {
   std::fflush(stdout);
 }
 
-// An 18-byte breadcrumb body of protobuf-style varints (no codec exists in sync/ yet): field tags
-// with zigzag deltas of lat/lon, speed, course and HDOP, as a delta-encoded fix would carry.
+// The body waybilld stores for a breadcrumb (sync::EncodeFix), for a truck moving through a
+// city: every field a receiver reports is set, so the body is as large as real ones (~25 bytes).
 std::string FixBody(uint32_t i) {
-  std::string b;
-  auto varint = [&b](uint64_t v) {
-    do {
-      uint8_t byte = v & 0x7f;
-      v >>= 7;
-      b.push_back(static_cast<char>(v != 0 ? byte | 0x80 : byte));
-    } while (v != 0);
-  };
-  b.push_back(0x08);
-  varint(1000 + i % 5000);
-  b.push_back(0x10);
-  varint(2000 + i % 7000);
-  b.push_back(0x18);
-  varint(2500 + i % 300);
-  b.push_back(0x20);
-  varint(17000 + i % 1000);
-  b.push_back(0x28);
-  varint(90 + i % 30);
-  b.resize(18, '\0');
-  return b;
+  waybill::hal::GnssFix fix;
+  fix.lat_e7 = 481366123 + static_cast<int32_t>(i % 100000) * 13;
+  fix.lon_e7 = 115754980 + static_cast<int32_t>(i % 100000) * 17;
+  fix.alt_cm = 52000 + static_cast<int32_t>(i % 300);
+  fix.speed_cmps = 800 + i % 1500;
+  fix.course_cdeg = static_cast<uint16_t>((i * 37) % 36000);
+  fix.hdop_c = static_cast<uint16_t>(80 + i % 40);
+  fix.sats = static_cast<uint8_t>(7 + i % 6);
+  fix.mode = waybill::hal::FixMode::k3D;
+  fix.quality = 1;
+  return waybill::sync::EncodeFix(fix);
 }
 
 NewEvent Fix(uint32_t i) {
@@ -255,9 +247,9 @@ int main() {
     uint64_t bytes = box->Stats().bytes - base;
     double per_fix = static_cast<double>(bytes) / kFixes;
     std::fprintf(stderr,
-                 "outbox bench: %u fixes with 18-byte bodies take %llu live bytes (%.1f B each); "
+                 "outbox bench: %u fixes with %zu-byte bodies take %llu live bytes (%.1f B each); "
                  "extrapolated to 128 MiB\n",
-                 kFixes, static_cast<unsigned long long>(bytes), per_fix);
+                 kFixes, FixBody(kFixes / 2).size(), static_cast<unsigned long long>(bytes), per_fix);
     Figure("outbox.fixes_per_128MiB", static_cast<double>(128ull << 20) / per_fix, "fixes");
   }
   return 0;
