@@ -1,0 +1,51 @@
+// The bridge's counters, gauges and the forward-latency histogram, rendered for Prometheus.
+//
+// Everything is a relaxed atomic: any thread updates, /metrics reads a consistent-enough view
+// (each value is exact; values are not a snapshot of one instant, as Prometheus expects).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "waybill/bridge/config.h"
+#include "waybill/bridge/inbox.h"
+#include "waybill/bridge/ingest.h"
+
+namespace waybill::bridge {
+
+// Upper bounds of the forward latency buckets, ms (receipt over MQTT to the backend's 2xx).
+inline constexpr std::array<int64_t, 14> kLatencyBucketsMs = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10'000, 30'000, 60'000, 300'000};
+
+struct Metrics {
+  using Counter = std::atomic<uint64_t>;
+  Counter messages_received{0};                        // MQTT messages on fleet/+/up
+  Counter events_received{0};                          // events in decodable batches
+  Counter events_accepted{0};                          // new in the inbox
+  Counter events_duplicate{0};                         // resends the inbox already had
+  std::array<Counter, kRejectReasonCount> rejected{};  // messages or events, by reason
+  Counter store_failures{0};                           // Store() errors (nothing acked)
+  Counter acks_sent{0};
+  Counter ack_failures{0};
+  std::array<Counter, kRouteCount> forwarded{};      // events, per route
+  std::array<Counter, kRouteCount> requests{};       // HTTP requests sent, per route
+  std::array<Counter, kRouteCount> retries{};        // failed requests to be sent again
+  std::array<Counter, kRouteCount> throttled{};      // 429s
+  std::array<Counter, kRouteCount> dead_lettered{};  // events refused by the backend (4xx)
+  std::array<std::array<Counter, kLatencyBucketsMs.size() + 1>, kRouteCount> latency_buckets{};
+  std::array<Counter, kRouteCount> latency_sum_ms{};
+  std::array<Counter, kRouteCount> latency_count{};
+  std::atomic<bool> broker_connected{false};
+  Counter broker_connects{0};
+  Counter commands_sent{0};
+  Counter command_results{0};
+
+  void ObserveLatency(Route route, int64_t ms);
+  // Prometheus text format 0.0.4; `counts` adds the inbox gauges (pending per route, dead
+  // letters), read from the inbox by the caller.
+  std::string Render(const InboxCounts* counts, const std::string& instance) const;
+};
+
+}  // namespace waybill::bridge
