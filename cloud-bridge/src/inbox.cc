@@ -22,6 +22,7 @@ constexpr int kSchemaVersion = 1;
 constexpr size_t kMaxResponseBytes = 4096;
 
 constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events(
   id INTEGER PRIMARY KEY,
   device TEXT NOT NULL,
@@ -286,7 +287,6 @@ struct Inbox::Impl {
 Inbox::Inbox(sqlite3* db, InboxOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->db = db;
   impl_->options = std::move(options);
-  for (int& lanes : impl_->options.lanes) lanes = std::max(1, lanes);
 }
 
 Inbox::~Inbox() = default;
@@ -341,8 +341,62 @@ Result<std::unique_ptr<Inbox>> Inbox::Open(const InboxOptions& options) {
       if (Status s = Exec(db, sql, "create the inbox schema in " + path); !s.ok()) return s;
     }
   }
+  if (Status s = inbox->ReconcileLanes(); !s.ok()) return s;
   if (Status s = inbox->Prepare(); !s.ok()) return s;
   return inbox;
+}
+
+Status Inbox::ReconcileLanes() {
+  Impl& m = *impl_;
+  for (int r = 0; r < kRouteCount; ++r) {
+    std::string key = "'lanes." + std::string(ToString(static_cast<Route>(r))) + "'";
+    auto stored = QueryInt(m.db, "SELECT value FROM meta WHERE key = " + key, "read lanes");
+    if (!stored.ok() && !stored.status().IsNotFound()) return stored.status();
+    if (m.options.read_only || m.options.lanes[r] <= 0) {
+      // A tool opening the file takes the bridge's lanes, so that what it stores is forwarded.
+      m.options.lanes[r] = stored.ok() ? static_cast<int>(*stored) : 1;
+      continue;
+    }
+    if (stored.ok() && *stored == m.options.lanes[r]) continue;
+    // New lane counts: events not yet in a batch move to their new lane (open batches finish
+    // in the lane that maps them, see select_open_batch).
+    Status s = m.InTransaction([&]() -> Status {
+      sqlite3_stmt* devices = nullptr;
+      int rc = sqlite3_prepare_v2(m.db,
+                                  "SELECT DISTINCT device FROM events WHERE route = ?1 AND "
+                                  "state = 0 AND batch IS NULL",
+                                  -1, &devices, nullptr);
+      std::vector<std::string> list;
+      if (rc == SQLITE_OK) {
+        Bind(devices, 1, static_cast<int64_t>(r));
+        while ((rc = sqlite3_step(devices)) == SQLITE_ROW) list.push_back(Text(devices, 0));
+        if (rc == SQLITE_DONE) rc = SQLITE_OK;
+      }
+      sqlite3_finalize(devices);
+      if (rc != SQLITE_OK) return SqliteStatus(m.db, rc, "list devices to re-lane");
+      for (const std::string& device : list) {
+        sqlite3_stmt* u = nullptr;
+        rc = sqlite3_prepare_v2(m.db,
+                                "UPDATE events SET lane = ?1 WHERE route = ?2 AND device = ?3 "
+                                "AND state = 0 AND batch IS NULL",
+                                -1, &u, nullptr);
+        if (rc == SQLITE_OK) {
+          Bind(u, 1, static_cast<int64_t>(LaneOf(device, m.options.lanes[r])));
+          Bind(u, 2, static_cast<int64_t>(r));
+          Bind(u, 3, device);
+          rc = sqlite3_step(u);
+        }
+        sqlite3_finalize(u);
+        if (rc != SQLITE_DONE) return SqliteStatus(m.db, rc, "re-lane events");
+      }
+      return Exec(m.db,
+                  "INSERT OR REPLACE INTO meta(key, value) VALUES(" + key + ", " +
+                      std::to_string(m.options.lanes[r]) + ")",
+                  "store lanes");
+    });
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
 }
 
 Status Inbox::Prepare() {

@@ -11,6 +11,7 @@ void RegisterAll(CLI::App& app);
 // cmd_gnss.cc: gnss replay.
 void RegisterGnss(CLI::App& app);
 void RegisterOutbox(CLI::App& app);  // cmd_outbox.cc
+void RegisterBridge(CLI::App& app);  // cmd_bridge.cc
 
 int ExitCode();
 void SetExitCode(int code);

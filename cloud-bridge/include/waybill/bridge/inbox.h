@@ -40,8 +40,10 @@ namespace waybill::bridge {
 
 struct InboxOptions {
   std::string path;  // e.g. /var/lib/waybill-bridge/inbox.db; created if missing
-  std::array<int, kRouteCount> lanes = {4, 4, 4, 4};  // lanes per route (RouteConfig::lanes)
-  bool read_only = false;                             // for waybillctl bridge stats / dlq list|show
+  // Lanes per route (RouteConfig::lanes), remembered in the file. 0 = take the remembered ones
+  // (tools that store events, such as a dead-letter replay, must use the bridge's lanes).
+  std::array<int, kRouteCount> lanes = {0, 0, 0, 0};
+  bool read_only = false;  // for waybillctl bridge stats / dlq list|show
 };
 
 // What Store() did with one message.
@@ -181,6 +183,7 @@ class Inbox {
  private:
   explicit Inbox(sqlite3* db, InboxOptions options);
   Status Prepare();
+  Status ReconcileLanes();
 
   struct Impl;
   std::unique_ptr<Impl> impl_;
