@@ -21,6 +21,9 @@ Result<std::vector<EventId>> ParseIngestBody(std::string_view body) {
   } catch (const nlohmann::json::parse_error& e) {
     return Status::InvalidArgument("body: not valid JSON (parse error at byte " +
                                    std::to_string(e.byte) + ")");
+  } catch (const nlohmann::json::exception&) {
+    // The parser reports a number too large for a double (1e400) as out_of_range.
+    return Status::InvalidArgument("body: not valid JSON (a number out of range)");
   }
   if (!doc.is_object()) {
     return Status::InvalidArgument("body: expected a JSON object, got " + JsonType(doc));

@@ -56,7 +56,7 @@ class Receiver {
 
  private:
   Receiver(const ReceiverOptions& options, std::unique_ptr<Store> store, hal::Clock& clock);
-  void Ingest(const httplib::Request& req, httplib::Response& res);
+  void Ingest(const httplib::Request& req, const std::string& body, httplib::Response& res);
   void GetStats(const httplib::Request& req, httplib::Response& res);
   void GetEvents(const httplib::Request& req, httplib::Response& res);
   void PostFaults(const httplib::Request& req, httplib::Response& res);
