@@ -66,7 +66,7 @@ Receiver::Receiver(const ReceiverOptions& options, std::unique_ptr<Store> store,
       });
   // Read through a content reader: httplib would otherwise refuse a body over 8 KiB sent with
   // curl's and libcurl's default Content-Type (x-www-form-urlencoded) as 413, before any handler
-  // could say what is wrong. The receiver does not look at Content-Type at all.
+  // could say what is wrong. Beyond refusing a multipart form, the receiver ignores Content-Type.
   server_.Post(R"(/v1/.+)", [this](const httplib::Request& req, httplib::Response& res,
                                    const httplib::ContentReader& read) {
     if (req.is_multipart_form_data()) {
