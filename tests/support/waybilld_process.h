@@ -6,39 +6,25 @@
 #pragma once
 
 #include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
-namespace waybill::testing {
+#include "support/child_process.h"
 
-inline std::string ReadWholeFile(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+namespace waybill::testing {
 
 class WaybilldProcess {
  public:
   explicit WaybilldProcess(std::filesystem::path dir) : dir_(std::move(dir)) {
     std::filesystem::create_directories(dir_);
-  }
-  ~WaybilldProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
   }
 
   // Extra TOML appended to waybill.toml (e.g. an [uplink] section).
@@ -58,25 +44,17 @@ class WaybilldProcess {
         << extra_config_;
     log_ = dir_ / ("waybilld-" + std::to_string(++starts_) + ".log");
     std::string board = std::string(WAYBILL_SOURCE_DIR) + "/boards/host-sim/board.toml";
-    pid_ = fork();
-    if (pid_ == 0) {
-      FILE* out = freopen(log_.c_str(), "w", stdout);
-      FILE* err = freopen(log_.c_str(), "a", stderr);
-      (void)out;
-      (void)err;
-      std::string speed_arg = std::to_string(speed);
-      execl(WAYBILLD_PATH, "waybilld", "--board", board.c_str(), "--config",
-            (dir_ / "waybill.toml").c_str(), "--replay-speed", speed_arg.c_str(),
-            static_cast<char*>(nullptr));
-      _exit(127);
+    if (!child_.Spawn({WAYBILLD_PATH, "--board", board, "--config",
+                       (dir_ / "waybill.toml").string(), "--replay-speed", std::to_string(speed)},
+                      log_)) {
+      if (error) *error = "cannot start waybilld (still running, or fork failed)";
+      return -1;
     }
     for (int i = 0; i < 300; ++i) {
       std::string text = log();
       auto at = text.find("local API on http://127.0.0.1:");
       if (at != std::string::npos) return port_ = std::atoi(text.c_str() + at + 30);
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
+      if (child_.Poll()) {
         if (error) *error = "waybilld exited early:\n" + text;
         return -1;
       }
@@ -87,18 +65,7 @@ class WaybilldProcess {
   }
 
   // Sends `sig` and waits at most 10 s; returns the waitpid status, or nullopt if it still runs.
-  std::optional<int> Stop(int sig) {
-    kill(pid_, sig);
-    for (int i = 0; i < 200; ++i) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return status;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return std::nullopt;
-  }
+  std::optional<int> Stop(int sig) { return child_.Stop(sig, 10'000); }
 
   // GET /v1/status, or a null JSON if it does not answer.
   nlohmann::json Status() const {
@@ -123,7 +90,7 @@ class WaybilldProcess {
   std::filesystem::path log_;
   std::string extra_config_;
   std::string device_id_ = "it-truck";
-  pid_t pid_ = -1;
+  ChildProcess child_;  // killed with SIGKILL if still running when this is destroyed
   int port_ = -1;
   int starts_ = 0;
 };

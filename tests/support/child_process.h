@@ -1,0 +1,91 @@
+// Test support: a program of the build as a child process, its output in a log file.
+//
+// The destructor kills (SIGKILL) and reaps a child still running, so a failed assertion never
+// leaves a process behind. Not thread-safe: one test thread drives it.
+#pragma once
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace waybill::testing {
+
+inline std::string ReadWholeFile(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class ChildProcess {
+ public:
+  ChildProcess() = default;
+  ~ChildProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  // Starts `argv[0]` with `argv`, stdout and stderr written to `log` (truncated). Returns false
+  // if a child is still running or fork fails; a program that cannot be executed exits 127.
+  bool Spawn(const std::vector<std::string>& argv, const std::filesystem::path& log) {
+    if (pid_ > 0 || argv.empty()) return false;
+    pid_ = fork();
+    if (pid_ == 0) {
+      FILE* out = freopen(log.c_str(), "w", stdout);
+      FILE* err = freopen(log.c_str(), "a", stderr);
+      (void)out;
+      (void)err;
+      std::vector<char*> args;
+      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    return pid_ > 0;
+  }
+
+  bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+
+  // Reaps the child if it has exited: returns its waitpid status, or nullopt if it still runs
+  // (or was never started).
+  std::optional<int> Poll() {
+    int status = 0;
+    if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return status;
+    }
+    return std::nullopt;
+  }
+
+  // Sends `sig` and waits at most `timeout_ms`; returns the waitpid status, or nullopt if it
+  // still runs.
+  std::optional<int> Stop(int sig, int timeout_ms = 10'000) {
+    if (pid_ <= 0) return std::nullopt;
+    kill(pid_, sig);
+    for (int waited = 0; waited <= timeout_ms; waited += 20) {
+      if (std::optional<int> status = Poll()) return status;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return std::nullopt;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+}  // namespace waybill::testing
