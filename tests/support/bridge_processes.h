@@ -2,18 +2,17 @@
 // the order of its inbox). The receiver is support/receiver_process.h.
 #pragma once
 
+#include <httplib.h>
 #include <sqlite3.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <httplib.h>
-#include <nlohmann/json.hpp>
 
 #include "support/child_process.h"
 #include "support/mosquitto.h"
@@ -80,9 +79,9 @@ class BridgeProcess {
   // Starts the bridge and waits until /readyz says it is connected to the broker.
   bool Start(std::string* error) {
     WriteConfig();
-    if (!process_.Spawn({WAYBILL_BRIDGE_PATH, "-c", (dir_ / "bridge.toml").string(),
-                         "--grace-ms", "3000"},
-                        dir_ / ("bridge-" + std::to_string(++starts_) + ".log"))) {
+    if (!process_.Spawn(
+            {WAYBILL_BRIDGE_PATH, "-c", (dir_ / "bridge.toml").string(), "--grace-ms", "3000"},
+            dir_ / ("bridge-" + std::to_string(++starts_) + ".log"))) {
       *error = "spawn failed";
       return false;
     }
