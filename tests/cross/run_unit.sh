@@ -11,7 +11,7 @@
 # older than the sources fails: its tests would not be the code under test.
 set -euo pipefail
 ctest=$1 dir=$2 preset=$3
-build_cmd="cmake --preset $preset && cmake --build --preset $preset"
+build_cmd="cmake --preset $preset && cmake --build --preset $preset --target waybill_unit_tests"
 
 for skipped in ${WAYBILL_CROSS_SKIP:-}; do
   if [[ $skipped == "$preset" ]]; then
@@ -28,7 +28,7 @@ if [[ ! -f $dir/CTestTestfile.cmake ]]; then
 fi
 
 if [[ -f $dir/build.ninja ]]; then
-  if ! pending=$(ninja -C "$dir" -n 2>&1); then
+  if ! pending=$(ninja -C "$dir" -n waybill_unit_tests 2>&1); then
     echo "cross.$preset.unit: 'ninja -n' failed in $dir:"
     echo "$pending"
     exit 1
