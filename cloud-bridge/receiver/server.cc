@@ -248,7 +248,10 @@ void Receiver::GetEvents(const httplib::Request& req, httplib::Response& res) {
   if (!events.ok()) return ReplyError(res, 500, "storage: " + events.status().message());
   json out = json::array();
   for (const AppliedEvent& ev : *events) {
-    json item = {{"device", ev.device}, {"seq", ev.seq}, {"key", ev.key}};
+    json item = {{"device", ev.device},
+                 {"seq", ev.seq},
+                 {"key", ev.key},
+                 {"received_ms", ev.received_unix_ms}};
     if (ev.duplicate) item["duplicate"] = true;
     out.push_back(std::move(item));
   }

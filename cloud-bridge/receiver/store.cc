@@ -223,10 +223,13 @@ Result<std::vector<AppliedEvent>> Store::Events(const std::string& path,
                                                 const std::optional<std::string>& device,
                                                 uint64_t limit) {
   std::lock_guard lock(mu_);
-  const char* sql = device ? "SELECT device, seq, key, duplicate FROM events "
-                             "WHERE path = ?1 AND device = ?2 ORDER BY ord LIMIT ?3"
-                           : "SELECT device, seq, key, duplicate FROM events "
-                             "WHERE path = ?1 ORDER BY ord LIMIT ?3";
+  // requests.key is the primary key: one lookup per event for the time of its request.
+  const char* sql = device ? "SELECT e.device, e.seq, e.key, e.duplicate, r.received_unix_ms "
+                             "FROM events e JOIN requests r ON r.key = e.key "
+                             "WHERE e.path = ?1 AND e.device = ?2 ORDER BY e.ord LIMIT ?3"
+                           : "SELECT e.device, e.seq, e.key, e.duplicate, r.received_unix_ms "
+                             "FROM events e JOIN requests r ON r.key = e.key "
+                             "WHERE e.path = ?1 ORDER BY e.ord LIMIT ?3";
   sqlite3_stmt* st = Prepare(sql);
   if (!st) return Error("prepare");
   BindText(st, 1, path);
@@ -236,7 +239,7 @@ Result<std::vector<AppliedEvent>> Store::Events(const std::string& path,
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     out.push_back({ColumnText(st, 0), FromSql(sqlite3_column_int64(st, 1)), ColumnText(st, 2),
-                   sqlite3_column_int(st, 3) != 0});
+                   sqlite3_column_int(st, 3) != 0, sqlite3_column_int64(st, 4)});
   }
   Status s = rc == SQLITE_DONE ? Status::Ok() : Error("reading events");
   sqlite3_finalize(st);

@@ -53,7 +53,8 @@ struct AppliedEvent {
   std::string device;
   uint64_t seq = 0;
   std::string key;
-  bool duplicate = false;  // applied before under another key
+  bool duplicate = false;        // applied before under another key
+  int64_t received_unix_ms = 0;  // when the receiver took the request that applied it
 };
 
 class Store {

@@ -72,8 +72,11 @@ Consumer::~Consumer() { Stop(); }
 Status Consumer::Start(int timeout_ms) {
   const MqttConfig& mc = config_.mqtt;
   try {
-    client_ = std::make_unique<mqtt::async_client>(mc.uri, mc.client_id,
-                                                   mqtt::create_options(MQTTVERSION_5), nullptr);
+    // Paho refuses a publish (MQTTASYNC_MAX_BUFFERED_MESSAGES) while this many wait to be
+    // written, connected or not (default 100): one group's acks must fit.
+    mqtt::create_options create(MQTTVERSION_5);
+    create.set_max_buffered_messages(static_cast<int>(4 * kMaxGroupMessages));
+    client_ = std::make_unique<mqtt::async_client>(mc.uri, mc.client_id, create, nullptr);
     client_->set_message_callback([this](mqtt::const_message_ptr msg) {
       OnMessage(msg->get_topic(), msg->get_payload_str());
     });

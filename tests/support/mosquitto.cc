@@ -100,6 +100,7 @@ void Mosquitto::WriteConfig() {
   } else {
     conf << "allow_anonymous true\n";
   }
+  conf << options_.extra_config;
 }
 
 bool Mosquitto::Start(std::string* error) {

@@ -22,6 +22,8 @@ struct MosquittoOptions {
   CertPair server;
   // For TLS: the ACL file contents; empty = FleetAcl().
   std::string acl;
+  // Lines appended to mosquitto.conf (e.g. "max_queued_messages 100000\n").
+  std::string extra_config;
 };
 
 // Devices write only under fleet/<their CN>/ (up, status, cmd/result) and read their ack and cmd
