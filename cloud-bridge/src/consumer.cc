@@ -3,7 +3,10 @@
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
+#include <span>
 
 #include "waybill/hal/log_limit.h"
 #include "waybill/sync/wire.h"
@@ -73,9 +76,9 @@ Status Consumer::Start(int timeout_ms) {
   const MqttConfig& mc = config_.mqtt;
   try {
     // Paho refuses a publish (MQTTASYNC_MAX_BUFFERED_MESSAGES) while this many wait to be
-    // written, connected or not (default 100): one group's acks must fit.
+    // written, connected or not (default 100): the acks of a burst must fit (an ack is small).
     mqtt::create_options create(MQTTVERSION_5);
-    create.set_max_buffered_messages(static_cast<int>(4 * kMaxGroupMessages));
+    create.set_max_buffered_messages(65'535);
     client_ = std::make_unique<mqtt::async_client>(mc.uri, mc.client_id, create, nullptr);
     client_->set_message_callback([this](mqtt::const_message_ptr msg) {
       OnMessage(msg->get_topic(), msg->get_payload_str());
@@ -247,20 +250,31 @@ void Consumer::StoreLoop() {
 
 void Consumer::PublishAcks(const std::vector<IngestItem>& items,
                            const std::vector<StoreOutcome>& outcomes) {
+  // One ack per device per group, however many of its messages the group held: a backlog drain
+  // sends many batches in a row, and fewer, larger acks cost the truck fewer bytes.
+  std::map<std::string, std::vector<uint64_t>> by_device;
   for (size_t i = 0; i < items.size(); ++i) {
     const StoreOutcome& o = outcomes[i];
     metrics_->events_accepted.fetch_add(o.inserted, std::memory_order_relaxed);
     metrics_->events_duplicate.fetch_add(o.duplicates, std::memory_order_relaxed);
     if (o.ack_seqs.empty()) continue;
-    const std::string& device = items[i].device;
-    try {
-      client_->publish(mqtt::make_message(sync::TopicAck(device),
-                                          sync::EncodeAck(device, o.ack_seqs), 1, false));
-      metrics_->acks_sent.fetch_add(1, std::memory_order_relaxed);
-    } catch (const mqtt::exception& e) {
-      // Stored but not acknowledged: the truck sends the events again and gets its ack then.
-      metrics_->ack_failures.fetch_add(1, std::memory_order_relaxed);
-      spdlog::warn("bridge: ack to {} not sent: {}", device, e.what());
+    auto& seqs = by_device[items[i].device];
+    seqs.insert(seqs.end(), o.ack_seqs.begin(), o.ack_seqs.end());
+  }
+  constexpr size_t kSeqsPerAck = 16'384;  // well within sync::kMaxAckSeqs and kMaxAckRanges
+  for (auto& [device, seqs] : by_device) {
+    std::sort(seqs.begin(), seqs.end());
+    for (size_t from = 0; from < seqs.size(); from += kSeqsPerAck) {
+      std::span<const uint64_t> part(seqs.data() + from, std::min(kSeqsPerAck, seqs.size() - from));
+      try {
+        client_->publish(
+            mqtt::make_message(sync::TopicAck(device), sync::EncodeAck(device, part), 1, false));
+        metrics_->acks_sent.fetch_add(1, std::memory_order_relaxed);
+      } catch (const mqtt::exception& e) {
+        // Stored but not acknowledged: the truck sends the events again and gets its ack then.
+        metrics_->ack_failures.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("bridge: ack to {} not sent: {}", device, e.what());
+      }
     }
   }
 }

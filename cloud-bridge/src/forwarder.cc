@@ -147,7 +147,7 @@ void Forwarder::Stop(int64_t grace_ms) {
 
 namespace {
 
-void Send(CURLM* multi, Lane& lane, Inbox* inbox, Metrics* metrics) {
+void Send(CURLM* multi, Lane& lane, Metrics* metrics) {
   const RouteConfig& rc = *lane.config;
   const ForwardBatch& batch = *lane.batch;
   CURL* e = lane.easy;
@@ -186,9 +186,6 @@ void Send(CURLM* multi, Lane& lane, Inbox* inbox, Metrics* metrics) {
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, WriteResponse);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, &lane.response);
   curl_easy_setopt(e, CURLOPT_PRIVATE, &lane);
-  if (Status s = inbox->RecordAttempt(batch.id); !s.ok()) {
-    spdlog::warn("forward {}: could not count an attempt: {}", ToString(lane.route), s.message());
-  }
   metrics->requests[static_cast<int>(lane.route)].fetch_add(1, std::memory_order_relaxed);
   curl_multi_add_handle(multi, e);
   lane.in_flight = true;
@@ -217,6 +214,10 @@ void Forwarder::Run() {
     int64_t next_wake = now + kIdleRecheckMs;
     if (!stopping) {
       uint64_t generation = m.generation.load(std::memory_order_relaxed);
+      // Lanes free to send: those with a batch to send again, and those asking for a new one
+      // (all asked together: their new batches share one commit).
+      std::vector<Lane*> asking;
+      std::vector<Inbox::LaneRequest> requests;
       for (auto& lane_ptr : m.lanes) {
         Lane& lane = *lane_ptr;
         if (lane.in_flight) continue;
@@ -224,29 +225,34 @@ void Forwarder::Run() {
           next_wake = std::min(next_wake, lane.not_before_ms);
           continue;
         }
-        if (!lane.batch) {
-          if (lane.seen_generation == generation && now - lane.checked_ms < kIdleRecheckMs) {
-            continue;
-          }
-          const RouteConfig& rc = *lane.config;
-          auto next =
-              m.inbox->NextBatch(lane.route, lane.index, rc.batch_size, lane.per_device, WallMs());
-          if (!next.ok()) {
-            spdlog::error("forward {}: cannot read the inbox: {}; trying again in 1 s",
-                          ToString(lane.route), next.status().message());
-            lane.not_before_ms = now + 1000;
-            continue;
-          }
-          if (!next->has_value()) {
-            lane.seen_generation = generation;
-            lane.checked_ms = now;
-            continue;
-          }
-          lane.batch = std::move(**next);
-          lane.body = RequestBody(*lane.batch);
+        if (lane.batch) {
+          Send(m.multi, lane, m.metrics);
+          in_flight_.fetch_add(1);
+          continue;
         }
-        Send(m.multi, lane, m.inbox, m.metrics);
-        in_flight_.fetch_add(1);
+        if (lane.seen_generation == generation && now - lane.checked_ms < kIdleRecheckMs) continue;
+        asking.push_back(&lane);
+        requests.push_back({lane.route, lane.index, lane.config->batch_size, lane.per_device});
+      }
+      if (!asking.empty()) {
+        std::vector<std::optional<ForwardBatch>> batches;
+        if (Status st = m.inbox->NextBatches(requests, WallMs(), &batches); !st.ok()) {
+          spdlog::error("forward: cannot read the inbox: {}; trying again in 1 s", st.message());
+          for (Lane* lane : asking) lane->not_before_ms = now + 1000;
+        } else {
+          for (size_t i = 0; i < asking.size(); ++i) {
+            Lane& lane = *asking[i];
+            if (!batches[i]) {
+              lane.seen_generation = generation;
+              lane.checked_ms = now;
+              continue;
+            }
+            lane.batch = std::move(*batches[i]);
+            lane.body = RequestBody(*lane.batch);
+            Send(m.multi, lane, m.metrics);
+            in_flight_.fetch_add(1);
+          }
+        }
       }
     }
     int running = 0;

@@ -46,8 +46,7 @@ CREATE TABLE IF NOT EXISTS batches(
   route INTEGER NOT NULL,
   lane INTEGER NOT NULL,
   idem_key TEXT NOT NULL,
-  created_ms INTEGER NOT NULL,
-  attempts INTEGER NOT NULL DEFAULT 0);
+  created_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letters(
   id INTEGER PRIMARY KEY,
   kind INTEGER NOT NULL,
@@ -155,7 +154,6 @@ struct Inbox::Impl {
     assign_event = Stmt();
     complete_events = Stmt();
     delete_batch = Stmt();
-    attempt = Stmt();
     dead_events = Stmt();
     if (db != nullptr) sqlite3_close_v2(db);
   }
@@ -273,6 +271,18 @@ struct Inbox::Impl {
   Status Begin() { return Exec(db, "BEGIN IMMEDIATE", "begin an inbox transaction"); }
   Status Commit() { return Exec(db, "COMMIT", "commit the inbox transaction"); }
   void Rollback() { sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr); }
+
+  // A transaction committed without waiting for the disk (WAL, synchronous=NORMAL): a process
+  // crash keeps it, a power cut may lose it; the next durable commit syncs it along.
+  template <typename F>
+  Status Lazily(F&& body) {
+    if (Status s = Exec(db, "PRAGMA synchronous = NORMAL", "relax synchronous"); !s.ok()) {
+      return s;
+    }
+    Status s = InTransaction(std::forward<F>(body));
+    Status back = Exec(db, "PRAGMA synchronous = FULL", "restore synchronous");
+    return s.ok() ? back : s;
+  }
 
   template <typename F>
   Status InTransaction(F&& body) {
@@ -417,7 +427,7 @@ Status Inbox::Prepare() {
        "UPDATE dead_letters SET times_seen = times_seen + 1, last_seen_ms = ?1 "
        "WHERE kind = ?2 AND payload_sha = ?3 AND seq IS ?4"},
       {&m.select_open_batch,
-       "SELECT id, idem_key, attempts FROM batches WHERE route = ?1 AND lane % ?3 = ?2 "
+       "SELECT id, idem_key FROM batches WHERE route = ?1 AND lane % ?3 = ?2 "
        "ORDER BY id LIMIT 1"},
       {&m.select_batch_events,
        "SELECT id, device, seq, cls, ts_ms, ts_src, historical, received_ms, body FROM events "
@@ -435,7 +445,6 @@ Status Inbox::Prepare() {
       {&m.complete_events,
        "UPDATE events SET state = 1, body = NULL, batch = NULL WHERE batch = ?1 AND state = 0"},
       {&m.delete_batch, "DELETE FROM batches WHERE id = ?1"},
-      {&m.attempt, "UPDATE batches SET attempts = attempts + 1 WHERE id = ?1"},
       {&m.dead_events, "UPDATE events SET state = 2 WHERE batch = ?1 AND state = 0"},
   };
   for (auto& [stmt, sql] : all) {
@@ -474,95 +483,109 @@ Status Inbox::Store(std::span<const IngestItem> items, std::vector<StoreOutcome>
 
 Result<std::optional<ForwardBatch>> Inbox::NextBatch(Route route, int lane, int max_events,
                                                      bool per_device, int64_t now_ms) {
+  LaneRequest request{route, lane, max_events, per_device};
+  std::vector<std::optional<ForwardBatch>> out;
+  if (Status s = NextBatches(std::span<const LaneRequest>(&request, 1), now_ms, &out); !s.ok()) {
+    return s;
+  }
+  return std::move(out.front());
+}
+
+Status Inbox::NextBatches(std::span<const LaneRequest> lanes, int64_t now_ms,
+                          std::vector<std::optional<ForwardBatch>>* out) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lk(m.mu);
-  int lanes = m.options.lanes[static_cast<int>(route)];
-  ForwardBatch batch;
-  batch.route = route;
-  batch.lane = lane;
-  // An open batch first: after a restart it goes out again with the same events and key.
-  {
+  out->assign(lanes.size(), std::nullopt);
+  std::vector<size_t> fresh;  // requests answered with a new batch, to commit together
+  for (size_t i = 0; i < lanes.size(); ++i) {
+    const LaneRequest& request = lanes[i];
+    int lane_count = m.options.lanes[static_cast<int>(request.route)];
+    ForwardBatch batch;
+    batch.route = request.route;
+    batch.lane = request.lane;
+    // An open batch first: after a restart it goes out again with the same events and key.
     sqlite3_stmt* s = m.select_open_batch.get();
-    Bind(s, 1, static_cast<int64_t>(route));
-    Bind(s, 2, static_cast<int64_t>(lane));
-    Bind(s, 3, static_cast<int64_t>(lanes));
+    Bind(s, 1, static_cast<int64_t>(request.route));
+    Bind(s, 2, static_cast<int64_t>(request.lane));
+    Bind(s, 3, static_cast<int64_t>(lane_count));
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
       batch.id = sqlite3_column_int64(s, 0);
       batch.idempotency_key = Text(s, 1);
-      batch.attempts = sqlite3_column_int(s, 2);
     }
     m.select_open_batch.Reset();
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteStatus(m.db, rc, "find open batches");
-  }
-  if (batch.id != 0) {
-    Bind(m.select_batch_events.get(), 1, batch.id);
-    auto events = m.ReadEvents(m.select_batch_events);
-    if (!events.ok()) return events.status();
-    if (!events->empty()) {
-      batch.events = std::move(*events);
-      return std::optional<ForwardBatch>(std::move(batch));
+    if (batch.id != 0) {
+      Bind(m.select_batch_events.get(), 1, batch.id);
+      auto events = m.ReadEvents(m.select_batch_events);
+      if (!events.ok()) return events.status();
+      if (!events->empty()) {
+        batch.events = std::move(*events);
+        (*out)[i] = std::move(batch);
+        continue;
+      }
+      // Its events were dead-lettered or requeued by an operator meanwhile: the batch is over.
+      Bind(m.delete_batch.get(), 1, batch.id);
+      if (Status st = m.Step(m.delete_batch, "drop an empty batch"); !st.ok()) return st;
+      batch = ForwardBatch{0, request.route, request.lane, "", {}};
     }
-    // Its events were dead-lettered or requeued by an operator meanwhile: the batch is over.
-    Bind(m.delete_batch.get(), 1, batch.id);
-    if (Status s = m.Step(m.delete_batch, "drop an empty batch"); !s.ok()) return s;
-    batch = ForwardBatch{0, route, lane, "", 0, {}};
+    Stmt& query = request.per_device ? m.select_queue_device : m.select_queue;
+    if (request.per_device) {
+      // The device of the lane's oldest pending event.
+      Bind(m.select_queue.get(), 1, static_cast<int64_t>(request.route));
+      Bind(m.select_queue.get(), 2, static_cast<int64_t>(request.lane));
+      Bind(m.select_queue.get(), 3, int64_t{1});
+      auto first = m.ReadEvents(m.select_queue);
+      if (!first.ok()) return first.status();
+      if (first->empty()) continue;
+      Bind(query.get(), 4, first->front().device);
+    }
+    Bind(query.get(), 1, static_cast<int64_t>(request.route));
+    Bind(query.get(), 2, static_cast<int64_t>(request.lane));
+    Bind(query.get(), 3, static_cast<int64_t>(std::max(1, request.max_events)));
+    auto events = m.ReadEvents(query);
+    if (!events.ok()) return events.status();
+    if (events->empty()) continue;
+    // The key names the batch's content, so it is the same whoever forms the same batch.
+    std::string identities(ToString(request.route));
+    for (const InboxEvent& e : *events) {
+      identities += '\n' + e.device + ':' + std::to_string(e.event.seq);
+    }
+    batch.idempotency_key =
+        "wb1-" + std::string(ToString(request.route)) + "-" + Sha256Hex(identities).substr(0, 32);
+    batch.events = std::move(*events);
+    (*out)[i] = std::move(batch);
+    fresh.push_back(i);
   }
-  Stmt& query = per_device ? m.select_queue_device : m.select_queue;
-  if (per_device) {
-    // The device of the lane's oldest pending event.
-    Bind(m.select_queue.get(), 1, static_cast<int64_t>(route));
-    Bind(m.select_queue.get(), 2, static_cast<int64_t>(lane));
-    Bind(m.select_queue.get(), 3, int64_t{1});
-    auto first = m.ReadEvents(m.select_queue);
-    if (!first.ok()) return first.status();
-    if (first->empty()) return std::optional<ForwardBatch>();
-    Bind(query.get(), 4, first->front().device);
-  }
-  Bind(query.get(), 1, static_cast<int64_t>(route));
-  Bind(query.get(), 2, static_cast<int64_t>(lane));
-  Bind(query.get(), 3, static_cast<int64_t>(std::max(1, max_events)));
-  auto events = m.ReadEvents(query);
-  if (!events.ok()) return events.status();
-  if (events->empty()) return std::optional<ForwardBatch>();
-  // The key names the batch's content, so it is the same whoever forms the same batch.
-  std::string identities(ToString(route));
-  for (const InboxEvent& e : *events) {
-    identities += '\n' + e.device + ':' + std::to_string(e.event.seq);
-  }
-  batch.idempotency_key =
-      "wb1-" + std::string(ToString(route)) + "-" + Sha256Hex(identities).substr(0, 32);
-  batch.events = std::move(*events);
+  if (fresh.empty()) return Status::Ok();
   Status s = m.InTransaction([&]() -> Status {
-    sqlite3_stmt* ins = m.insert_batch.get();
-    Bind(ins, 1, static_cast<int64_t>(route));
-    Bind(ins, 2, static_cast<int64_t>(lane));
-    Bind(ins, 3, batch.idempotency_key);
-    Bind(ins, 4, now_ms);
-    if (Status st = m.Step(m.insert_batch, "create a forward batch"); !st.ok()) return st;
-    batch.id = sqlite3_last_insert_rowid(m.db);
-    for (const InboxEvent& e : batch.events) {
-      Bind(m.assign_event.get(), 1, batch.id);
-      Bind(m.assign_event.get(), 2, e.id);
-      if (Status st = m.Step(m.assign_event, "assign an event to a batch"); !st.ok()) return st;
+    for (size_t i : fresh) {
+      ForwardBatch& batch = *(*out)[i];
+      sqlite3_stmt* ins = m.insert_batch.get();
+      Bind(ins, 1, static_cast<int64_t>(batch.route));
+      Bind(ins, 2, static_cast<int64_t>(batch.lane));
+      Bind(ins, 3, batch.idempotency_key);
+      Bind(ins, 4, now_ms);
+      if (Status st = m.Step(m.insert_batch, "create a forward batch"); !st.ok()) return st;
+      batch.id = sqlite3_last_insert_rowid(m.db);
+      for (const InboxEvent& e : batch.events) {
+        Bind(m.assign_event.get(), 1, batch.id);
+        Bind(m.assign_event.get(), 2, e.id);
+        if (Status st = m.Step(m.assign_event, "assign an event to a batch"); !st.ok()) return st;
+      }
     }
     return Status::Ok();
   });
-  if (!s.ok()) return s;
-  return std::optional<ForwardBatch>(std::move(batch));
-}
-
-Status Inbox::RecordAttempt(int64_t batch_id) {
-  Impl& m = *impl_;
-  std::lock_guard<std::mutex> lk(m.mu);
-  Bind(m.attempt.get(), 1, batch_id);
-  return m.Step(m.attempt, "count a forward attempt");
+  if (!s.ok()) {
+    for (size_t i : fresh) (*out)[i].reset();  // nothing of them was stored
+  }
+  return s;
 }
 
 Status Inbox::CompleteBatch(int64_t batch_id) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lk(m.mu);
-  return m.InTransaction([&]() -> Status {
+  return m.Lazily([&]() -> Status {
     Bind(m.complete_events.get(), 1, batch_id);
     if (Status s = m.Step(m.complete_events, "mark a batch forwarded"); !s.ok()) return s;
     Bind(m.delete_batch.get(), 1, batch_id);
@@ -575,7 +598,7 @@ Status Inbox::DeadLetterBatch(const ForwardBatch& batch, int http_status, std::s
                               std::string_view response, int64_t now_ms) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lk(m.mu);
-  return m.InTransaction([&]() -> Status {
+  return m.Lazily([&]() -> Status {
     Bind(m.dead_events.get(), 1, batch.id);
     if (Status s = m.Step(m.dead_events, "mark a batch's events dead"); !s.ok()) return s;
     std::string device = batch.events.empty() ? "" : batch.events.front().device;

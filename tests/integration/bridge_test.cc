@@ -158,23 +158,26 @@ TEST_F(BridgeTest, EveryEventArrivesOnceAndInTheInboxsOrderPerDeviceAndRoute) {
 TEST_F(BridgeTest, NothingIsLostWhenTheBridgeIsKilledUnderLoad) {
   ASSERT_TRUE(StartReceiver());
   auto bridge = StartBridge(Options());
-  auto devices = StartDevices(4, 4000, 40, /*ack_timeout_ms=*/2000);
+  constexpr int kDevices = 6;
+  constexpr long kFixes = 6000, kDeliveries = 60;
+  auto devices = StartDevices(kDevices, kFixes, kDeliveries, /*ack_timeout_ms=*/2000);
   std::mt19937 rng(20261124);
-  int kills = 0;
+  // SIGKILL at random moments while events flow, ten times at least (bounded: 30 kills).
   int kills_mid_drain = 0;
-  for (; kills < 12; ++kills) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200 + rng() % 600));
+  for (int kills = 0; kills < 30 && kills_mid_drain < 10; ++kills) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 + rng() % 400));
     int64_t applied = Applied();
-    if (applied < 4 * 4040) ++kills_mid_drain;
+    if (applied >= kDevices * (kFixes + kDeliveries)) break;
+    ++kills_mid_drain;
     std::fprintf(stderr, "kill %d: %lld applied\n", kills, static_cast<long long>(applied));
     bridge->Stop(SIGKILL);
     std::string error;
     ASSERT_TRUE(bridge->Start(&error)) << "restart " << kills << ": " << error;
   }
-  for (auto& d : devices) ASSERT_TRUE(d->WaitDrained(120'000)) << d->log();
-  ASSERT_TRUE(WaitFor([&] { return Applied() == 4 * 4040; }, 60'000))
-      << receiver_->Stats().dump() << bridge->log();
   EXPECT_GE(kills_mid_drain, 10) << "the kills must fall while events flow";
+  for (auto& d : devices) ASSERT_TRUE(d->WaitDrained(120'000)) << d->log();
+  ASSERT_TRUE(WaitFor([&] { return Applied() == kDevices * (kFixes + kDeliveries); }, 60'000))
+      << receiver_->Stats().dump() << bridge->log();
   ExpectExactlyOnce(devices);
 }
 

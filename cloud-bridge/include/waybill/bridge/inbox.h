@@ -67,7 +67,6 @@ struct ForwardBatch {
   Route route = Route::kPositions;
   int lane = 0;
   std::string idempotency_key;     // "wb1-<route>-<hash of the events' identities>"
-  int attempts = 0;                // requests sent for it so far (recorded by RecordAttempt)
   std::vector<InboxEvent> events;  // in inbox order
 };
 
@@ -141,11 +140,23 @@ class Inbox {
   // when there are none. `per_device`: the batch holds one device's events (URL with {device}).
   Result<std::optional<ForwardBatch>> NextBatch(Route route, int lane, int max_events,
                                                 bool per_device, int64_t now_ms);
-  Status RecordAttempt(int64_t batch_id);
-  // 2xx: the batch's events are forwarded.
+  struct LaneRequest {
+    Route route = Route::kPositions;
+    int lane = 0;
+    int max_events = 500;
+    bool per_device = false;
+  };
+  // NextBatch for several lanes at once: every new batch is committed in ONE transaction (one
+  // fsync for all of them). `out` gets one entry per request.
+  Status NextBatches(std::span<const LaneRequest> lanes, int64_t now_ms,
+                     std::vector<std::optional<ForwardBatch>>* out);
+  // 2xx: the batch's events are forwarded. Committed without waiting for the disk
+  // (synchronous=NORMAL; the next durable commit takes it along): if it is lost in a crash, the
+  // batch goes out again under its key, which the backend recognises.
   Status CompleteBatch(int64_t batch_id);
   // A 4xx: the batch's events become dead (kept), and one kForward dead letter holds the request
-  // body and the start of the response.
+  // body and the start of the response. Not waited for either: lost in a crash, the batch is sent
+  // again and refused again.
   Status DeadLetterBatch(const ForwardBatch& batch, int http_status, std::string_view reason,
                          std::string_view detail, std::string_view request_body,
                          std::string_view response, int64_t now_ms);
