@@ -39,6 +39,20 @@ class Consumer::CommandListener : public mqtt::iaction_listener {
   Metrics* metrics_;
 };
 
+// Gives an ack's place in the window back when the broker has it (or the publish failed).
+class Consumer::AckListener : public mqtt::iaction_listener {
+ public:
+  explicit AckListener(Consumer* consumer) : consumer_(consumer) {}
+  void on_success(const mqtt::token&) override { consumer_->ReleaseAckSlot(); }
+  void on_failure(const mqtt::token&) override {
+    consumer_->metrics_->ack_failures.fetch_add(1, std::memory_order_relaxed);
+    consumer_->ReleaseAckSlot();
+  }
+
+ private:
+  Consumer* consumer_;
+};
+
 namespace {
 
 constexpr size_t kMaxGroupMessages = 512;  // messages in one inbox transaction
@@ -68,7 +82,26 @@ Consumer::Consumer(const BridgeConfig& config, Inbox* inbox, Metrics* metrics,
       metrics_(metrics),
       on_stored_(std::move(on_stored)),
       command_listener_impl_(std::make_unique<CommandListener>(inbox, metrics)),
-      command_listener_(*command_listener_impl_) {}
+      command_listener_(*command_listener_impl_),
+      ack_listener_(std::make_unique<AckListener>(this)) {}
+
+bool Consumer::TakeAckSlot() {
+  std::unique_lock<std::mutex> lk(ack_mu_);
+  if (!ack_cv_.wait_for(lk, std::chrono::seconds(10),
+                        [&] { return acks_in_flight_ < ack_window_; })) {
+    return false;
+  }
+  ++acks_in_flight_;
+  return true;
+}
+
+void Consumer::ReleaseAckSlot() {
+  {
+    std::lock_guard<std::mutex> lk(ack_mu_);
+    if (acks_in_flight_ > 0) --acks_in_flight_;
+  }
+  ack_cv_.notify_one();
+}
 
 Consumer::~Consumer() { Stop(); }
 
@@ -112,6 +145,15 @@ Status Consumer::Start(int timeout_ms) {
     auto tok = client_->connect(o);
     if (!tok->wait_for(std::chrono::milliseconds(timeout_ms))) {
       spdlog::warn("bridge: no connection to {} within {} ms; still trying", mc.uri, timeout_ms);
+    } else {
+      // MQTT 5: the broker says how many QoS 1 messages it takes in flight (65535 if silent).
+      mqtt::properties props = tok->get_connect_response().get_properties();
+      int receive_maximum = 65535;
+      if (props.contains(mqtt::property::RECEIVE_MAXIMUM)) {
+        receive_maximum = mqtt::get<uint16_t>(props.get(mqtt::property::RECEIVE_MAXIMUM));
+      }
+      std::lock_guard<std::mutex> lk(ack_mu_);
+      ack_window_ = std::clamp(receive_maximum - 2, 1, 256);
     }
   } catch (const mqtt::exception& e) {
     // A refused first connect also lands here; automatic reconnect covers only a lost link.
@@ -266,11 +308,19 @@ void Consumer::PublishAcks(const std::vector<IngestItem>& items,
     std::sort(seqs.begin(), seqs.end());
     for (size_t from = 0; from < seqs.size(); from += kSeqsPerAck) {
       std::span<const uint64_t> part(seqs.data() + from, std::min(kSeqsPerAck, seqs.size() - from));
+      if (!TakeAckSlot()) {
+        // The broker has not confirmed an ack for 10 s: the link is down. The truck sends the
+        // events again and gets its ack then.
+        metrics_->ack_failures.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
       try {
         client_->publish(
-            mqtt::make_message(sync::TopicAck(device), sync::EncodeAck(device, part), 1, false));
+            mqtt::make_message(sync::TopicAck(device), sync::EncodeAck(device, part), 1, false),
+            nullptr, *ack_listener_);
         metrics_->acks_sent.fetch_add(1, std::memory_order_relaxed);
       } catch (const mqtt::exception& e) {
+        ReleaseAckSlot();
         // Stored but not acknowledged: the truck sends the events again and gets its ack then.
         metrics_->ack_failures.fetch_add(1, std::memory_order_relaxed);
         spdlog::warn("bridge: ack to {} not sent: {}", device, e.what());

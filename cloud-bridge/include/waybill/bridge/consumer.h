@@ -70,6 +70,12 @@ class Consumer {
   void OnResult(const std::string& device, const std::string& payload);
 
   class CommandListener;
+  class AckListener;
+  // Waits (at most 10 s) until fewer acks than the broker's Receive Maximum are in flight, and
+  // takes a place; false on time-out. Paho queues publishes beyond that window and drains its
+  // queue slowly, so the bridge keeps within it and the acks flow at the round trip's pace.
+  bool TakeAckSlot();
+  void ReleaseAckSlot();
 
   BridgeConfig config_;
   Inbox* inbox_;
@@ -77,7 +83,12 @@ class Consumer {
   std::function<void()> on_stored_;
   std::unique_ptr<CommandListener> command_listener_impl_;
   mqtt::iaction_listener& command_listener_;
+  std::unique_ptr<AckListener> ack_listener_;
   std::unique_ptr<mqtt::async_client> client_;
+  std::mutex ack_mu_;
+  std::condition_variable ack_cv_;
+  int acks_in_flight_ = 0;
+  int ack_window_ = 10;  // the broker's Receive Maximum, less room for commands
   std::mutex mu_;
   std::condition_variable cv_;        // the queue has messages, or stop
   std::condition_variable space_cv_;  // the queue has room
