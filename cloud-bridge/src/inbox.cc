@@ -138,8 +138,8 @@ struct Inbox::Impl {
   InboxOptions options;
   std::mutex mu;
   Stmt insert_event, insert_dead, bump_dead, select_open_batch, select_batch_events, select_queue,
-      select_queue_device, insert_batch, assign_event, complete_events, delete_batch, attempt,
-      dead_events;
+      select_queue_device, insert_batch, assign_events, assign_device_events, complete_events,
+      delete_batch, dead_events;
 
   ~Impl() {
     // Statements first, then the connection.
@@ -151,7 +151,8 @@ struct Inbox::Impl {
     select_queue = Stmt();
     select_queue_device = Stmt();
     insert_batch = Stmt();
-    assign_event = Stmt();
+    assign_events = Stmt();
+    assign_device_events = Stmt();
     complete_events = Stmt();
     delete_batch = Stmt();
     dead_events = Stmt();
@@ -441,7 +442,13 @@ Status Inbox::Prepare() {
        "ORDER BY id LIMIT ?3"},
       {&m.insert_batch,
        "INSERT INTO batches(route, lane, idem_key, created_ms) VALUES(?1, ?2, ?3, ?4)"},
-      {&m.assign_event, "UPDATE events SET batch = ?1 WHERE id = ?2"},
+      // The batch is the lane's first pending events up to the last one read: one statement.
+      {&m.assign_events,
+       "UPDATE events SET batch = ?1 WHERE route = ?2 AND lane = ?3 AND state = 0 AND "
+       "batch IS NULL AND id <= ?4"},
+      {&m.assign_device_events,
+       "UPDATE events SET batch = ?1 WHERE route = ?2 AND lane = ?3 AND state = 0 AND "
+       "batch IS NULL AND id <= ?4 AND device = ?5"},
       {&m.complete_events,
        "UPDATE events SET state = 1, body = NULL, batch = NULL WHERE batch = ?1 AND state = 0"},
       {&m.delete_batch, "DELETE FROM batches WHERE id = ?1"},
@@ -568,10 +575,18 @@ Status Inbox::NextBatches(std::span<const LaneRequest> lanes, int64_t now_ms,
       Bind(ins, 4, now_ms);
       if (Status st = m.Step(m.insert_batch, "create a forward batch"); !st.ok()) return st;
       batch.id = sqlite3_last_insert_rowid(m.db);
-      for (const InboxEvent& e : batch.events) {
-        Bind(m.assign_event.get(), 1, batch.id);
-        Bind(m.assign_event.get(), 2, e.id);
-        if (Status st = m.Step(m.assign_event, "assign an event to a batch"); !st.ok()) return st;
+      const bool per_device = lanes[i].per_device;
+      Stmt& assign = per_device ? m.assign_device_events : m.assign_events;
+      Bind(assign.get(), 1, batch.id);
+      Bind(assign.get(), 2, static_cast<int64_t>(batch.route));
+      Bind(assign.get(), 3, static_cast<int64_t>(batch.lane));
+      Bind(assign.get(), 4, batch.events.back().id);
+      if (per_device) Bind(assign.get(), 5, batch.events.front().device);
+      if (Status st = m.Step(assign, "assign events to a batch"); !st.ok()) return st;
+      if (sqlite3_changes(m.db) != static_cast<int>(batch.events.size())) {
+        // Another process (a dead-letter replay) changed the lane meanwhile: form it again.
+        return Status::Busy("inbox: the " + std::string(ToString(batch.route)) + " lane " +
+                            std::to_string(batch.lane) + " changed while a batch was formed");
       }
     }
     return Status::Ok();

@@ -1,7 +1,7 @@
 #include "waybill/bridge/json_body.h"
 
+#include <charconv>
 #include <ctime>
-#include <nlohmann/json.hpp>
 
 #include "waybill/sync/events.h"
 
@@ -9,9 +9,130 @@ namespace waybill::bridge {
 
 namespace {
 
-using nlohmann::json;
+// A JSON writer for the fixed shape of the bodies: far cheaper than building a DOM per event,
+// which the forwarder would otherwise do for every event it sends. Numbers with a unit are
+// written from their integer form (lat_e7, speed_cmps...) in decimal, exactly.
+class Writer {
+ public:
+  explicit Writer(std::string* out) : out_(*out) {}
 
-constexpr double kE7 = 1e-7;
+  Writer& Key(std::string_view key) {
+    Comma();
+    out_ += '"';
+    out_ += key;  // keys are ours: plain ASCII
+    out_ += "\":";
+    fresh_ = true;
+    return *this;
+  }
+  Writer& Open(char c) {
+    Comma();
+    out_ += c;
+    fresh_ = true;
+    return *this;
+  }
+  Writer& Close(char c) {
+    out_ += c;
+    fresh_ = false;
+    return *this;
+  }
+  Writer& Str(std::string_view s) {
+    Comma();
+    out_ += '"';
+    Escape(s);
+    out_ += '"';
+    return *this;
+  }
+  Writer& Int(int64_t v) {
+    Comma();
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    out_.append(buf, end);
+    return *this;
+  }
+  Writer& Bool(bool v) {
+    Comma();
+    out_ += v ? "true" : "false";
+    return *this;
+  }
+  // value / 10^decimals, exactly, without trailing zeros: Fixed(481371000, 7) = 48.1371.
+  Writer& Fixed(int64_t value, int decimals) {
+    Comma();
+    uint64_t magnitude = value < 0 ? 0 - static_cast<uint64_t>(value) : value;
+    uint64_t scale = 1;
+    for (int i = 0; i < decimals; ++i) scale *= 10;
+    if (value < 0) out_ += '-';
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, magnitude / scale);
+    out_.append(buf, end);
+    uint64_t fraction = magnitude % scale;
+    if (fraction != 0) {
+      char digits[20];
+      for (int i = decimals - 1; i >= 0; --i) {
+        digits[i] = static_cast<char>('0' + fraction % 10);
+        fraction /= 10;
+      }
+      int n = decimals;
+      while (n > 0 && digits[n - 1] == '0') --n;
+      out_ += '.';
+      out_.append(digits, n);
+    }
+    return *this;
+  }
+
+ private:
+  void Comma() {
+    if (!fresh_ && !out_.empty()) {
+      char last = out_.back();
+      if (last != '{' && last != '[' && last != ':') out_ += ',';
+    }
+    fresh_ = false;
+  }
+
+  // JSON string escaping; bytes that are not valid UTF-8 become U+FFFD: text comes from trucks.
+  void Escape(std::string_view s) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (size_t i = 0; i < s.size();) {
+      unsigned char c = static_cast<unsigned char>(s[i]);
+      if (c < 0x80) {
+        if (c == '"' || c == '\\') {
+          out_ += '\\';
+          out_ += static_cast<char>(c);
+        } else if (c < 0x20) {
+          out_ += "\\u00";
+          out_ += kHex[c >> 4];
+          out_ += kHex[c & 15];
+        } else {
+          out_ += static_cast<char>(c);
+        }
+        ++i;
+        continue;
+      }
+      size_t n = c >= 0xf0 ? (c <= 0xf4 ? 4 : 0) : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+      bool valid = n > 0 && i + n <= s.size();
+      uint32_t cp = n == 2 ? c & 0x1f : n == 3 ? c & 0x0f : c & 0x07;
+      for (size_t k = 1; valid && k < n; ++k) {
+        unsigned char cc = static_cast<unsigned char>(s[i + k]);
+        valid = (cc & 0xc0) == 0x80;
+        cp = (cp << 6) | (cc & 0x3f);
+      }
+      if (valid) {
+        // Overlong forms, surrogates and code points past U+10FFFF are not UTF-8.
+        valid = (n == 2 && cp >= 0x80) || (n == 3 && cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff)) ||
+                (n == 4 && cp >= 0x10000 && cp <= 0x10ffff);
+      }
+      if (valid) {
+        out_.append(s.data() + i, n);
+        i += n;
+      } else {
+        out_ += "\xef\xbf\xbd";  // U+FFFD
+        ++i;
+      }
+    }
+  }
+
+  std::string& out_;
+  bool fresh_ = true;
+};
 
 std::string Hex(const std::array<uint8_t, 32>& bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -23,89 +144,100 @@ std::string Hex(const std::array<uint8_t, 32>& bytes) {
   return out;
 }
 
-json Position(const hal::GnssFix& f) {
-  json p = {{"lat", f.lat_e7 * kE7}, {"lon", f.lon_e7 * kE7}, {"mode", static_cast<int>(f.mode)}};
-  if (f.alt_cm) p["alt_m"] = *f.alt_cm / 100.0;
-  if (f.speed_cmps) p["speed_kmh"] = *f.speed_cmps * 0.036;
-  if (f.course_cdeg) p["course_deg"] = *f.course_cdeg / 100.0;
-  if (f.hdop_c) p["hdop"] = *f.hdop_c / 100.0;
-  if (f.sats) p["sats"] = *f.sats;
-  if (f.quality != 0) p["quality"] = f.quality;
-  return p;
+void Position(Writer& w, const hal::GnssFix& f) {
+  w.Key("position").Open('{');
+  w.Key("lat").Fixed(f.lat_e7, 7).Key("lon").Fixed(f.lon_e7, 7);
+  w.Key("mode").Int(static_cast<int>(f.mode));
+  if (f.alt_cm) w.Key("alt_m").Fixed(*f.alt_cm, 2);
+  if (f.speed_cmps) w.Key("speed_kmh").Fixed(static_cast<int64_t>(*f.speed_cmps) * 36, 3);
+  if (f.course_cdeg) w.Key("course_deg").Fixed(*f.course_cdeg, 2);
+  if (f.hdop_c) w.Key("hdop").Fixed(*f.hdop_c, 2);
+  if (f.sats) w.Key("sats").Int(*f.sats);
+  if (f.quality != 0) w.Key("quality").Int(f.quality);
+  w.Close('}');
 }
 
-json Delivery(const sync::DeliveryEvent& d) {
-  json j = {{"stop_id", d.stop_id}, {"order_id", d.order_id}, {"kind", sync::ToString(d.kind)}};
-  if (d.reason != sync::FailReason::kNone) j["reason"] = sync::ToString(d.reason);
-  if (!d.note.empty()) j["note"] = d.note;
-  if (d.lat_e7 && d.lon_e7) {
-    j["lat"] = *d.lat_e7 * kE7;
-    j["lon"] = *d.lon_e7 * kE7;
-  }
-  if (d.items) j["items"] = *d.items;
-  return j;
+void Delivery(Writer& w, const sync::DeliveryEvent& d) {
+  w.Key("delivery").Open('{');
+  w.Key("stop_id").Str(d.stop_id).Key("order_id").Str(d.order_id);
+  w.Key("kind").Str(sync::ToString(d.kind));
+  if (d.reason != sync::FailReason::kNone) w.Key("reason").Str(sync::ToString(d.reason));
+  if (!d.note.empty()) w.Key("note").Str(d.note);
+  if (d.lat_e7 && d.lon_e7) w.Key("lat").Fixed(*d.lat_e7, 7).Key("lon").Fixed(*d.lon_e7, 7);
+  if (d.items) w.Key("items").Int(*d.items);
+  w.Close('}');
 }
 
-json Proof(const sync::ProofOfDelivery& p) {
-  json strokes = json::array();
+void Proof(Writer& w, const sync::ProofOfDelivery& p) {
+  w.Key("proof").Open('{');
+  w.Key("stop_id").Str(p.stop_id).Key("order_id").Str(p.order_id);
+  w.Key("recipient_name").Str(p.recipient_name);
+  w.Key("signature").Open('{');
+  w.Key("width").Int(p.signature_width).Key("height").Int(p.signature_height);
+  w.Key("strokes").Open('[');
   for (const sync::SignatureStroke& stroke : p.signature) {
-    json points = json::array();
-    for (const sync::SignaturePoint& pt : stroke) points.push_back({pt.x, pt.y});
-    strokes.push_back(std::move(points));
+    w.Open('[');
+    for (const sync::SignaturePoint& pt : stroke) w.Open('[').Int(pt.x).Int(pt.y).Close(']');
+    w.Close(']');
   }
-  json j = {{"stop_id", p.stop_id},
-            {"order_id", p.order_id},
-            {"recipient_name", p.recipient_name},
-            {"signature",
-             {{"width", p.signature_width}, {"height", p.signature_height}, {"strokes", strokes}}}};
+  w.Close(']').Close('}');
   if (p.photo_sha256) {
-    j["photo"] = {
-        {"sha256", Hex(*p.photo_sha256)}, {"bytes", p.photo_bytes}, {"mime", p.photo_mime}};
+    w.Key("photo").Open('{');
+    w.Key("sha256").Str(Hex(*p.photo_sha256));
+    w.Key("bytes").Int(static_cast<int64_t>(p.photo_bytes)).Key("mime").Str(p.photo_mime);
+    w.Close('}');
   }
-  return j;
+  w.Close('}');
 }
 
-json Health(const sync::Health& h) {
-  return {{"uptime_s", h.uptime_s},         {"outbox_events", h.outbox_events},
-          {"outbox_bytes", h.outbox_bytes}, {"free_bytes", h.free_bytes},
-          {"gnss_mode", h.gnss_mode},       {"nmea_rejected", h.nmea_rejected},
-          {"ignition_on", h.ignition_on},   {"storage_read_only", h.storage_read_only}};
+void Health(Writer& w, const sync::Health& h) {
+  w.Key("health").Open('{');
+  w.Key("uptime_s").Int(static_cast<int64_t>(h.uptime_s));
+  w.Key("outbox_events").Int(static_cast<int64_t>(h.outbox_events));
+  w.Key("outbox_bytes").Int(static_cast<int64_t>(h.outbox_bytes));
+  w.Key("free_bytes").Int(static_cast<int64_t>(h.free_bytes));
+  w.Key("gnss_mode").Int(h.gnss_mode);
+  w.Key("nmea_rejected").Int(static_cast<int64_t>(h.nmea_rejected));
+  w.Key("ignition_on").Bool(h.ignition_on);
+  w.Key("storage_read_only").Bool(h.storage_read_only);
+  w.Close('}');
 }
 
-json Event(const InboxEvent& e) {
-  json j = {{"id", e.device + ":" + std::to_string(e.event.seq)},
-            {"device", e.device},
-            {"seq", e.event.seq},
-            {"class", sync::ToString(e.event.cls)},
-            {"time", Iso8601Ms(e.event.ts_ms)},
-            {"time_ms", e.event.ts_ms},
-            {"time_source", hal::ToString(e.event.ts_src)},
-            {"historical", e.historical},
-            {"received_at", Iso8601Ms(e.received_ms)}};
-  auto fail = [&](const Status& s) { j["error"] = s.message(); };
+void Event(Writer& w, const InboxEvent& e) {
+  w.Open('{');
+  w.Key("id").Str(e.device + ":" + std::to_string(e.event.seq));
+  w.Key("device").Str(e.device);
+  w.Key("seq").Int(static_cast<int64_t>(e.event.seq));
+  w.Key("class").Str(sync::ToString(e.event.cls));
+  w.Key("time").Str(Iso8601Ms(e.event.ts_ms));
+  w.Key("time_ms").Int(e.event.ts_ms);
+  w.Key("time_source").Str(hal::ToString(e.event.ts_src));
+  w.Key("historical").Bool(e.historical);
+  w.Key("received_at").Str(Iso8601Ms(e.received_ms));
+  auto fail = [&](const Status& s) { w.Key("error").Str(s.message()); };
   switch (e.event.cls) {
     case sync::EventClass::kFix: {
       auto f = sync::DecodeFix(e.event.body);
-      f.ok() ? void(j["position"] = Position(*f)) : fail(f.status());
+      f.ok() ? Position(w, *f) : fail(f.status());
       break;
     }
     case sync::EventClass::kDelivery: {
       auto d = sync::DecodeDelivery(e.event.body);
-      d.ok() ? void(j["delivery"] = Delivery(*d)) : fail(d.status());
+      d.ok() ? Delivery(w, *d) : fail(d.status());
       break;
     }
     case sync::EventClass::kProofOfDelivery: {
       auto p = sync::DecodeProof(e.event.body);
-      p.ok() ? void(j["proof"] = Proof(*p)) : fail(p.status());
+      p.ok() ? Proof(w, *p) : fail(p.status());
       break;
     }
     case sync::EventClass::kHealth: {
       auto h = sync::DecodeHealth(e.event.body);
-      h.ok() ? void(j["health"] = Health(*h)) : fail(h.status());
+      h.ok() ? Health(w, *h) : fail(h.status());
       break;
     }
   }
-  return j;
+  w.Close('}');
 }
 
 }  // namespace
@@ -123,13 +255,16 @@ std::string Iso8601Ms(int64_t unix_ms) {
 }
 
 std::string RequestBody(const ForwardBatch& batch) {
-  json events = json::array();
-  for (const InboxEvent& e : batch.events) events.push_back(Event(e));
-  json body = {{"route", ToString(batch.route)},
-               {"batch", batch.idempotency_key},
-               {"events", std::move(events)}};
-  // Text fields come from trucks: invalid UTF-8 is replaced, never a reason to fail.
-  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string out;
+  out.reserve(64 + batch.events.size() * 330);
+  Writer w(&out);
+  w.Open('{');
+  w.Key("route").Str(ToString(batch.route));
+  w.Key("batch").Str(batch.idempotency_key);
+  w.Key("events").Open('[');
+  for (const InboxEvent& e : batch.events) Event(w, e);
+  w.Close(']').Close('}');
+  return out;
 }
 
 }  // namespace waybill::bridge
