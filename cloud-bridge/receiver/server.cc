@@ -51,6 +51,9 @@ Receiver::Receiver(const ReceiverOptions& options, std::unique_ptr<Store> store,
     : clock_(clock), store_(std::move(store)), faults_(options.faults, options.seed) {
   const int threads = options.threads;
   server_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // Answers go out at once: httplib writes headers and body separately, and with Nagle's
+  // algorithm the body waits for the client's delayed ACK (up to 40 ms a request).
+  server_.set_tcp_nodelay(true);
   server_.set_payload_max_length(kMaxBodyBytes);
   server_.set_exception_handler(
       [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
