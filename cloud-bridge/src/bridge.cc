@@ -12,6 +12,7 @@
 #include "waybill/bridge/forwarder.h"
 #include "waybill/bridge/inbox.h"
 #include "waybill/bridge/metrics.h"
+#include "waybill/hal/clock.h"
 #include "waybill/sync/wire.h"
 
 namespace waybill::bridge {
@@ -19,12 +20,6 @@ namespace waybill::bridge {
 namespace {
 
 using nlohmann::json;
-
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 bool ValidCommandId(const std::string& id) {
   if (id.empty() || id.size() > sync::kMaxIdBytes) return false;
@@ -333,8 +328,15 @@ void Bridge::ServeApi() {
              Reply(res, 400, {{"error", payload.status().message()}});
              return;
            }
-           Command stored{
-               command->command_id, device, kind, WallMs(), WallMs(), "queued", "", "", *payload};
+           Command stored{command->command_id,
+                          device,
+                          kind,
+                          hal::Clock::System().wall_ms(),
+                          hal::Clock::System().wall_ms(),
+                          "queued",
+                          "",
+                          "",
+                          *payload};
            if (Status st = inbox_->PutCommand(stored); !st.ok()) {
              Reply(res, st.code() == Status::Code::kFailedPrecondition ? 409 : 500,
                    {{"error", st.message()}});

@@ -8,6 +8,7 @@
 #include <map>
 #include <span>
 
+#include "waybill/hal/clock.h"
 #include "waybill/hal/log_limit.h"
 #include "waybill/sync/wire.h"
 
@@ -21,10 +22,8 @@ class Consumer::CommandListener : public mqtt::iaction_listener {
   void on_success(const mqtt::token& tok) override {
     std::unique_ptr<std::string> id(static_cast<std::string*>(tok.get_user_context()));
     if (!id) return;
-    int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
-    if (Status s = inbox_->SetCommandState(*id, "sent", "", "", now); !s.ok()) {
+    if (Status s = inbox_->SetCommandState(*id, "sent", "", "", hal::Clock::System().wall_ms());
+        !s.ok()) {
       spdlog::error("bridge: command {} sent but not recorded: {}", *id, s.message());
     }
     metrics_->commands_sent.fetch_add(1, std::memory_order_relaxed);
@@ -56,18 +55,6 @@ class Consumer::AckListener : public mqtt::iaction_listener {
 namespace {
 
 constexpr size_t kMaxGroupMessages = 512;  // messages in one inbox transaction
-
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t SteadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string UpFilter(const MqttConfig& mqtt) {
   return mqtt.share_group.empty() ? "fleet/+/up" : "$share/" + mqtt.share_group + "/fleet/+/up";
@@ -199,7 +186,7 @@ void Consumer::OnMessage(const std::string& topic, std::string payload) {
       lk, [&] { return stopping_ || queue_.size() < static_cast<size_t>(config_.ingest_queue); });
   // After Stop() began nothing is queued: the message is not acked, the truck sends it again.
   if (stopping_) return;
-  queue_.push_back(Received{topic, std::move(payload), WallMs()});
+  queue_.push_back(Received{topic, std::move(payload), hal::Clock::System().wall_ms()});
   cv_.notify_one();
 }
 
@@ -213,8 +200,9 @@ void Consumer::OnResult(const std::string& device, const std::string& payload) {
   auto known = inbox_->GetCommand(result->command_id);
   if (!known.ok() || !known->has_value() || (*known)->device != device) return;
   metrics_->command_results.fetch_add(1, std::memory_order_relaxed);
-  if (Status s = inbox_->SetCommandState(result->command_id, result->ok ? "ok" : "failed",
-                                         result->message, result->status_json, WallMs());
+  if (Status s =
+          inbox_->SetCommandState(result->command_id, result->ok ? "ok" : "failed", result->message,
+                                  result->status_json, hal::Clock::System().wall_ms());
       !s.ok()) {
     spdlog::error("bridge: result of command {} not recorded: {}", result->command_id, s.message());
   }
@@ -253,7 +241,7 @@ void Consumer::StoreLoop() {
       IngestItem item = Ingest(r.topic, r.payload, r.received_ms, options);
       if (item.message_reason) {
         metrics_->rejected[static_cast<int>(*item.message_reason)].fetch_add(1);
-        auto d = limiter.Allow(ToString(*item.message_reason), SteadyMs());
+        auto d = limiter.Allow(ToString(*item.message_reason), hal::Clock::System().mono_ms());
         if (d.log) {
           spdlog::warn("bridge: refused a message on {}: {}: {} (dead-lettered{})", item.topic,
                        ToString(*item.message_reason), item.message_detail,
@@ -264,7 +252,7 @@ void Consumer::StoreLoop() {
         metrics_->events_received.fetch_add(item.accepted.size() + item.rejected.size());
         for (const RejectedEvent& e : item.rejected) {
           metrics_->rejected[static_cast<int>(e.reason)].fetch_add(1);
-          auto d = limiter.Allow(ToString(e.reason), SteadyMs());
+          auto d = limiter.Allow(ToString(e.reason), hal::Clock::System().mono_ms());
           if (d.log) {
             spdlog::warn("bridge: refused an event of {}: {}: {} (dead-lettered{})", item.device,
                          ToString(e.reason), e.detail,

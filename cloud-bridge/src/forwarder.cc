@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "waybill/bridge/json_body.h"
+#include "waybill/hal/clock.h"
 #include "waybill/sync/backoff.h"
 
 namespace waybill::bridge {
@@ -17,18 +18,6 @@ namespace {
 
 constexpr size_t kMaxResponseBytes = 64 * 1024;
 constexpr int64_t kIdleRecheckMs = 1000;  // an idle lane looks again this often without a Wake()
-
-int64_t SteadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 size_t WriteResponse(char* data, size_t size, size_t n, void* user) {
   auto* out = static_cast<std::string*>(user);
@@ -139,7 +128,7 @@ void Forwarder::Wake() {
 
 void Forwarder::Stop(int64_t grace_ms) {
   if (!thread_.joinable()) return;
-  grace_deadline_ms_ = SteadyMs() + std::max<int64_t>(0, grace_ms);
+  grace_deadline_ms_ = hal::Clock::System().mono_ms() + std::max<int64_t>(0, grace_ms);
   stopping_ = true;
   Wake();
   thread_.join();
@@ -195,12 +184,12 @@ void Send(CURLM* multi, Lane& lane, Metrics* metrics) {
 
 void Forwarder::Run() {
   Impl& m = *impl_;
-  int64_t next_prune_ms = SteadyMs() + 60'000;
+  int64_t next_prune_ms = hal::Clock::System().mono_ms() + 60'000;
   while (true) {
-    int64_t now = SteadyMs();
+    int64_t now = hal::Clock::System().mono_ms();
     if (now >= next_prune_ms) {
       // Forwarded events are kept only to recognise resends within the dedup window.
-      int64_t before = WallMs() - m.config.dedup_window_h * 3'600'000;
+      int64_t before = hal::Clock::System().wall_ms() - m.config.dedup_window_h * 3'600'000;
       auto pruned = m.inbox->PruneForwarded(before, 20'000);
       if (!pruned.ok()) {
         spdlog::warn("forward: pruning the inbox failed: {}", pruned.status().message());
@@ -236,7 +225,8 @@ void Forwarder::Run() {
       }
       if (!asking.empty()) {
         std::vector<std::optional<ForwardBatch>> batches;
-        if (Status st = m.inbox->NextBatches(requests, WallMs(), &batches); !st.ok()) {
+        if (Status st = m.inbox->NextBatches(requests, hal::Clock::System().wall_ms(), &batches);
+            !st.ok()) {
           spdlog::error("forward: cannot read the inbox: {}; trying again in 1 s", st.message());
           for (Lane* lane : asking) lane->not_before_ms = now + 1000;
         } else {
@@ -272,7 +262,7 @@ void Forwarder::Run() {
       in_flight_.fetch_sub(1);
       int r = static_cast<int>(lane->route);
       const ForwardBatch& batch = *lane->batch;
-      int64_t t = SteadyMs();
+      int64_t t = hal::Clock::System().mono_ms();
       std::string what = result == CURLE_OK ? "HTTP " + std::to_string(status)
                                             : std::string(curl_easy_strerror(result));
       switch (Classify(result == CURLE_OK, status)) {
@@ -285,7 +275,7 @@ void Forwarder::Run() {
             lane->not_before_ms = t + 1000;
             break;
           }
-          int64_t wall = WallMs();
+          int64_t wall = hal::Clock::System().wall_ms();
           m.metrics->forwarded[r].fetch_add(batch.events.size(), std::memory_order_relaxed);
           for (const InboxEvent& e : batch.events) {
             m.metrics->ObserveLatency(lane->route, wall - e.received_ms);
@@ -330,7 +320,8 @@ void Forwarder::Run() {
                                ExpandUrl(lane->config->url, lane->route,
                                          lane->per_device ? batch.events.front().device : "");
           if (Status s = m.inbox->DeadLetterBatch(batch, static_cast<int>(status), reason, detail,
-                                                  lane->body, lane->response, WallMs());
+                                                  lane->body, lane->response,
+                                                  hal::Clock::System().wall_ms());
               !s.ok()) {
             spdlog::error("forward {}: cannot dead-letter batch {}: {}; sending it again in 1 s",
                           ToString(lane->route), batch.id, s.message());
@@ -358,7 +349,8 @@ void Forwarder::Run() {
       }
     }
     if (more) continue;
-    int64_t timeout = std::clamp<int64_t>(next_wake - SteadyMs(), 0, kIdleRecheckMs);
+    int64_t timeout =
+        std::clamp<int64_t>(next_wake - hal::Clock::System().mono_ms(), 0, kIdleRecheckMs);
     if (stopping_.load()) timeout = std::min<int64_t>(timeout, 50);
     curl_multi_poll(m.multi, nullptr, 0, static_cast<int>(timeout), nullptr);
   }

@@ -269,6 +269,21 @@ struct Inbox::Impl {
     return events;
   }
 
+  // Runs `sql` (a SELECT), binding with `bind(stmt)`, calling `row(stmt)` for every row.
+  template <typename B, typename R>
+  Status Query(const std::string& sql, std::string_view what, B&& bind, R&& row) {
+    sqlite3_stmt* s = nullptr;
+    int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr);
+    if (rc == SQLITE_OK) {
+      bind(s);
+      while ((rc = sqlite3_step(s)) == SQLITE_ROW) row(s);
+      if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    }
+    Status status = rc == SQLITE_OK ? Status::Ok() : SqliteStatus(db, rc, what);
+    sqlite3_finalize(s);
+    return status;
+  }
+
   Status Begin() { return Exec(db, "BEGIN IMMEDIATE", "begin an inbox transaction"); }
   Status Commit() { return Exec(db, "COMMIT", "commit the inbox transaction"); }
   void Rollback() { sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr); }
@@ -712,37 +727,28 @@ DeadLetter ReadDeadLetter(sqlite3_stmt* s) {
 Result<std::vector<DeadLetter>> Inbox::ListDeadLetters(int limit, int64_t before_id) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lk(m.mu);
-  std::string sql =
-      std::string(kDeadLetterColumns) + "WHERE ?1 = 0 OR id < ?1 ORDER BY id DESC LIMIT ?2";
-  sqlite3_stmt* s = nullptr;
-  int rc = sqlite3_prepare_v2(m.db, sql.c_str(), -1, &s, nullptr);
   std::vector<DeadLetter> out;
-  if (rc == SQLITE_OK) {
-    Bind(s, 1, before_id);
-    Bind(s, 2, static_cast<int64_t>(limit));
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadDeadLetter(s));
-    if (rc == SQLITE_DONE) rc = SQLITE_OK;
-  }
-  sqlite3_finalize(s);
-  if (rc != SQLITE_OK) return SqliteStatus(m.db, rc, "list dead letters");
+  Status s = m.Query(
+      std::string(kDeadLetterColumns) + "WHERE ?1 = 0 OR id < ?1 ORDER BY id DESC LIMIT ?2",
+      "list dead letters",
+      [&](sqlite3_stmt* st) {
+        Bind(st, 1, before_id);
+        Bind(st, 2, static_cast<int64_t>(limit));
+      },
+      [&](sqlite3_stmt* st) { out.push_back(ReadDeadLetter(st)); });
+  if (!s.ok()) return s;
   return out;
 }
 
 Result<DeadLetter> Inbox::GetDeadLetter(int64_t id) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lk(m.mu);
-  std::string sql = std::string(kDeadLetterColumns) + "WHERE id = ?1";
-  sqlite3_stmt* s = nullptr;
-  int rc = sqlite3_prepare_v2(m.db, sql.c_str(), -1, &s, nullptr);
   std::optional<DeadLetter> found;
-  if (rc == SQLITE_OK) {
-    Bind(s, 1, id);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) found = ReadDeadLetter(s);
-    if (rc == SQLITE_ROW || rc == SQLITE_DONE) rc = SQLITE_OK;
-  }
-  sqlite3_finalize(s);
-  if (rc != SQLITE_OK) return SqliteStatus(m.db, rc, "read a dead letter");
+  Status s = m.Query(
+      std::string(kDeadLetterColumns) + "WHERE id = ?1", "read a dead letter",
+      [&](sqlite3_stmt* st) { Bind(st, 1, id); },
+      [&](sqlite3_stmt* st) { found = ReadDeadLetter(st); });
+  if (!s.ok()) return s;
   if (!found) return Status::NotFound("no dead letter " + std::to_string(id));
   return std::move(*found);
 }
@@ -893,53 +899,41 @@ Status Inbox::SetCommandState(const std::string& command_id, const std::string& 
 Result<std::optional<Command>> Inbox::GetCommand(const std::string& command_id) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lk(m.mu);
-  std::string sql = std::string(kCommandColumns) + "WHERE command_id = ?1";
-  sqlite3_stmt* s = nullptr;
-  int rc = sqlite3_prepare_v2(m.db, sql.c_str(), -1, &s, nullptr);
   std::optional<Command> found;
-  if (rc == SQLITE_OK) {
-    Bind(s, 1, command_id);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) found = ReadCommand(s);
-    if (rc == SQLITE_ROW || rc == SQLITE_DONE) rc = SQLITE_OK;
-  }
-  sqlite3_finalize(s);
-  if (rc != SQLITE_OK) return SqliteStatus(m.db, rc, "read a command");
+  Status s = m.Query(
+      std::string(kCommandColumns) + "WHERE command_id = ?1", "read a command",
+      [&](sqlite3_stmt* st) { Bind(st, 1, command_id); },
+      [&](sqlite3_stmt* st) { found = ReadCommand(st); });
+  if (!s.ok()) return s;
   return found;
 }
 
 Result<std::vector<Command>> Inbox::ListCommands(const std::string& device, int limit) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lk(m.mu);
-  std::string sql = std::string(kCommandColumns) +
-                    "WHERE (?1 = '' OR device = ?1) ORDER BY created_ms DESC LIMIT ?2";
-  sqlite3_stmt* s = nullptr;
-  int rc = sqlite3_prepare_v2(m.db, sql.c_str(), -1, &s, nullptr);
   std::vector<Command> out;
-  if (rc == SQLITE_OK) {
-    Bind(s, 1, device);
-    Bind(s, 2, static_cast<int64_t>(limit));
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadCommand(s));
-    if (rc == SQLITE_DONE) rc = SQLITE_OK;
-  }
-  sqlite3_finalize(s);
-  if (rc != SQLITE_OK) return SqliteStatus(m.db, rc, "list commands");
+  Status s = m.Query(
+      std::string(kCommandColumns) +
+          "WHERE (?1 = '' OR device = ?1) ORDER BY created_ms DESC LIMIT ?2",
+      "list commands",
+      [&](sqlite3_stmt* st) {
+        Bind(st, 1, device);
+        Bind(st, 2, static_cast<int64_t>(limit));
+      },
+      [&](sqlite3_stmt* st) { out.push_back(ReadCommand(st)); });
+  if (!s.ok()) return s;
   return out;
 }
 
 Result<std::vector<Command>> Inbox::QueuedCommands() {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lk(m.mu);
-  std::string sql = std::string(kCommandColumns) + "WHERE state = 'queued' ORDER BY created_ms";
-  sqlite3_stmt* s = nullptr;
-  int rc = sqlite3_prepare_v2(m.db, sql.c_str(), -1, &s, nullptr);
   std::vector<Command> out;
-  if (rc == SQLITE_OK) {
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadCommand(s));
-    if (rc == SQLITE_DONE) rc = SQLITE_OK;
-  }
-  sqlite3_finalize(s);
-  if (rc != SQLITE_OK) return SqliteStatus(m.db, rc, "list queued commands");
+  Status s = m.Query(
+      std::string(kCommandColumns) + "WHERE state = 'queued' ORDER BY created_ms",
+      "list queued commands", [](sqlite3_stmt*) {},
+      [&](sqlite3_stmt* st) { out.push_back(ReadCommand(st)); });
+  if (!s.ok()) return s;
   return out;
 }
 
