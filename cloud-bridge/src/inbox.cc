@@ -653,29 +653,46 @@ Result<InboxCounts> Inbox::Counts() {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lk(m.mu);
   InboxCounts c;
-  sqlite3_stmt* s = nullptr;
-  int rc = sqlite3_prepare_v2(
-      m.db,
-      "SELECT route, count(*), count(batch), min(received_ms) FROM events WHERE state = 0 "
-      "GROUP BY route",
-      -1, &s, nullptr);
-  while (rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
-    int r = sqlite3_column_int(s, 0);
-    if (r < 0 || r >= kRouteCount) continue;
-    c.pending[r] = sqlite3_column_int64(s, 1);
-    c.in_batches[r] = sqlite3_column_int64(s, 2);
-    int64_t oldest = sqlite3_column_int64(s, 3);
-    if (c.oldest_pending_ms == 0 || oldest < c.oldest_pending_ms) c.oldest_pending_ms = oldest;
+  // Every count reads a partial index (the queue, or events in batches), never the whole table:
+  // the forwarded events kept for dedup can be many millions.
+  auto per_route = [&](const char* sql, std::array<int64_t, kRouteCount>* out) {
+    return m.Query(
+        sql, "count the inbox", [](sqlite3_stmt*) {},
+        [&](sqlite3_stmt* st) {
+          int r = sqlite3_column_int(st, 0);
+          if (r >= 0 && r < kRouteCount) (*out)[r] = sqlite3_column_int64(st, 1);
+        });
+  };
+  std::array<int64_t, kRouteCount> queued{};
+  if (Status s = per_route("SELECT route, count(*) FROM events WHERE state = 0 AND batch IS NULL "
+                           "GROUP BY route",
+                           &queued);
+      !s.ok()) {
+    return s;
   }
-  sqlite3_finalize(s);
-  if (rc != SQLITE_OK) return SqliteStatus(m.db, rc, "count the inbox");
-  auto forwarded = QueryInt(m.db, "SELECT count(*) FROM events WHERE state = 1", "count");
-  auto dead = QueryInt(m.db, "SELECT count(*) FROM events WHERE state = 2", "count");
-  auto letters = QueryInt(m.db, "SELECT count(*) FROM dead_letters", "count");
-  if (!forwarded.ok()) return forwarded.status();
+  if (Status s = per_route("SELECT route, count(*) FROM events WHERE batch IS NOT NULL AND "
+                           "state = 0 GROUP BY route",
+                           &c.in_batches);
+      !s.ok()) {
+    return s;
+  }
+  for (int r = 0; r < kRouteCount; ++r) c.pending[r] = queued[r] + c.in_batches[r];
+  Status s = m.Query(
+      "SELECT min(received_ms) FROM events WHERE batch IS NOT NULL AND state = 0 UNION ALL "
+      "SELECT received_ms FROM (SELECT received_ms FROM events WHERE state = 0 AND batch IS NULL "
+      "ORDER BY id LIMIT 1)",
+      "find the oldest pending event", [](sqlite3_stmt*) {},
+      [&](sqlite3_stmt* st) {
+        if (sqlite3_column_type(st, 0) == SQLITE_NULL) return;
+        int64_t t = sqlite3_column_int64(st, 0);
+        if (c.oldest_pending_ms == 0 || t < c.oldest_pending_ms) c.oldest_pending_ms = t;
+      });
+  if (!s.ok()) return s;
+  auto dead = QueryInt(m.db, "SELECT count(*) FROM events WHERE batch IS NOT NULL AND state = 2",
+                       "count dead events");
+  auto letters = QueryInt(m.db, "SELECT count(*) FROM dead_letters", "count dead letters");
   if (!dead.ok()) return dead.status();
   if (!letters.ok()) return letters.status();
-  c.forwarded = *forwarded;
   c.dead_events = *dead;
   c.dead_letters = *letters;
   return c;

@@ -121,7 +121,6 @@ void Stats(const Target& t) {
     }
     json j = {
         {"pending", pending},
-        {"forwarded_kept", c->forwarded},
         {"dead_events", c->dead_events},
         {"dead_letters", c->dead_letters},
         {"oldest_pending_age_s",
@@ -140,7 +139,6 @@ void Stats(const Target& t) {
     std::printf("oldest      received %s (%lld s ago)\n", Iso8601(c->oldest_pending_ms).c_str(),
                 static_cast<long long>((now - c->oldest_pending_ms) / 1000));
   }
-  std::printf("forwarded   %lld kept for dedup\n", static_cast<long long>(c->forwarded));
   std::printf("dead        %lld dead letters, %lld events refused by the backend\n",
               static_cast<long long>(c->dead_letters), static_cast<long long>(c->dead_events));
 }

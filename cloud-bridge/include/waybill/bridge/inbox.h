@@ -115,7 +115,6 @@ struct Command {
 struct InboxCounts {
   std::array<int64_t, kRouteCount> pending{};     // not yet forwarded, per route
   std::array<int64_t, kRouteCount> in_batches{};  // of those, assigned to an open batch
-  int64_t forwarded = 0;                          // kept for dedup
   int64_t dead_events = 0;
   int64_t dead_letters = 0;
   int64_t oldest_pending_ms = 0;  // received time of the oldest pending event; 0 = none
