@@ -27,8 +27,12 @@ std::string_view ToString(RejectReason reason) {
   return "unknown";
 }
 
-std::optional<RejectedEvent> JudgeEvent(const sync::StoredEvent& event, int64_t now_ms,
-                                        const IngestOptions& options) {
+namespace {
+
+// `fix_body_checked`: DecodeBatch built the fix body itself (EncodeFix of the decoded columns),
+// so decoding it again would only spend time on the ingest path.
+std::optional<RejectedEvent> Judge(const sync::StoredEvent& event, int64_t now_ms,
+                                   const IngestOptions& options, bool fix_body_checked) {
   auto refuse = [&](RejectReason reason, std::string detail) {
     return RejectedEvent{event, reason, "seq " + std::to_string(event.seq) + ": " + detail};
   };
@@ -48,6 +52,7 @@ std::optional<RejectedEvent> JudgeEvent(const sync::StoredEvent& event, int64_t 
   }
   switch (event.cls) {
     case sync::EventClass::kFix: {
+      if (fix_body_checked) break;
       auto fix = sync::DecodeFix(event.body);
       if (!fix.ok()) return refuse(RejectReason::kBody, "fix: " + fix.status().message());
       break;
@@ -81,6 +86,13 @@ std::optional<RejectedEvent> JudgeEvent(const sync::StoredEvent& event, int64_t 
   return std::nullopt;
 }
 
+}  // namespace
+
+std::optional<RejectedEvent> JudgeEvent(const sync::StoredEvent& event, int64_t now_ms,
+                                        const IngestOptions& options) {
+  return Judge(event, now_ms, options, /*fix_body_checked=*/false);
+}
+
 IngestItem Ingest(std::string_view topic, std::string_view payload, int64_t received_ms,
                   const IngestOptions& options) {
   IngestItem item;
@@ -111,7 +123,7 @@ IngestItem Ingest(std::string_view topic, std::string_view payload, int64_t rece
   }
   item.historical = batch->historical;
   for (sync::StoredEvent& event : batch->events) {
-    if (auto rejected = JudgeEvent(event, received_ms, options)) {
+    if (auto rejected = Judge(event, received_ms, options, /*fix_body_checked=*/true)) {
       item.rejected.push_back(std::move(*rejected));
     } else {
       item.accepted.push_back(std::move(event));
