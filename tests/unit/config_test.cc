@@ -95,6 +95,32 @@ inflight_batches = 40
   }
 }
 
+TEST(DaemonConfig, ApiHostIsLoopbackOrEveryAddressOfAnEmulatedBoard) {
+  for (const char* host : {"127.0.0.1", "::1", "localhost", "0.0.0.0"}) {
+    Result<DaemonConfig> cfg = ParseDaemonConfig(
+        std::string("[device]\nid = \"t\"\n[api]\nhost = \"") + host + "\"\n", "waybill.toml");
+    ASSERT_TRUE(cfg.ok()) << host << ": " << cfg.status().ToString();
+    EXPECT_EQ(cfg->api_host, host);
+  }
+  for (const char* host : {"10.0.2.15", "192.168.1.10", "::", ""}) {
+    Result<DaemonConfig> cfg = ParseDaemonConfig(
+        std::string("[device]\nid = \"t\"\n[api]\nhost = \"") + host + "\"\n", "waybill.toml");
+    ASSERT_FALSE(cfg.ok()) << host;
+    EXPECT_EQ(cfg.status().message().rfind("waybill.toml:4: api.host must be", 0), 0u)
+        << cfg.status().message();
+  }
+}
+
+// The QEMU board's device file is baked into its HIL image: its API must be reachable through
+// QEMU's port forward, which arrives on the guest's 10.0.2.15, not on its loopback.
+TEST(DaemonConfig, QemuBoardFileListensOnEveryAddressOfTheGuest) {
+  Result<DaemonConfig> cfg =
+      LoadDaemonConfig(std::string(WAYBILL_SOURCE_DIR) + "/boards/qemu-virt-aarch64/waybill.toml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->api_host, "0.0.0.0");
+  EXPECT_EQ(cfg->api_port, 8080);
+}
+
 TEST(DaemonConfig, MissingFileIsNotFound) {
   Result<DaemonConfig> cfg = LoadDaemonConfig("/nonexistent/waybill.toml");
   ASSERT_FALSE(cfg.ok());
