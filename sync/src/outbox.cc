@@ -266,6 +266,7 @@ class OutboxImpl final : public Outbox {
   uint64_t by_class_[5] = {};
   uint64_t commits_ = 0, appends_ = 0, evicted_ = 0, refused_ = 0;
   std::vector<std::string> alarms_;
+  bool recovered_ = false;  // a corrupt file was moved aside since open
   bool full_episode_ = false;    // refusing fixes for lack of space
   bool disk_full_hint_ = false;  // SQLite reported SQLITE_FULL: do not grow the file
   int wal_frames_ = 0;
@@ -339,7 +340,9 @@ Status OutboxImpl::Init() {
   if (!s.ok()) return s;
   s = LoadCountsLocked();
   if (!s.ok()) return s;
-  spdlog::info("outbox {} open: {} events, next sequence {}", options_.path,
+  // "integrity_check ok" only when the file as found passed; a recovered one has its alarm.
+  spdlog::info("outbox {} open: {}, {} events, next sequence {}", options_.path,
+               recovered_ ? "recovered from corruption (alarm raised)" : "integrity_check ok",
                by_class_[1] + by_class_[2] + by_class_[3] + by_class_[4], next_seq_);
   return Status::Ok();
 }
@@ -358,6 +361,7 @@ Status OutboxImpl::OpenConnectionLocked() {
       return Status::Corruption(s.message() + "; and moving it aside failed: " + moved.message() +
                                 ": outbox not opened");
     }
+    recovered_ = true;
     RaiseAlarmLocked("outbox recovered from corruption: " + s.message() + "; moved aside to " +
                      moved_to +
                      " (with its -wal and -shm) and started a fresh outbox; sequence "
