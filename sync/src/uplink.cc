@@ -280,6 +280,7 @@ class Uplink::Impl {
     std::set<uint64_t> unacked;
     int64_t sent_mono_ms = 0;
     bool historical = false;
+    mqtt::delivery_token_ptr puback;  // completes when the broker PUBACKs the publish
   };
 
   void Post(Event e) {
@@ -593,9 +594,11 @@ class Uplink::Impl {
   }
 
   bool Publish(const std::string& topic, const std::string& payload, bool retained,
-               std::string* error) {
+               std::string* error, mqtt::delivery_token_ptr* puback = nullptr) {
     try {
-      client_->publish(mqtt::make_message(topic, payload, kQos, retained));
+      mqtt::delivery_token_ptr tok =
+          client_->publish(mqtt::make_message(topic, payload, kQos, retained));
+      if (puback != nullptr) *puback = std::move(tok);
     } catch (const mqtt::exception& e) {
       *error = e.what();
       return false;
@@ -745,7 +748,8 @@ class Uplink::Impl {
       return true;
     }
     std::string error;
-    if (!Publish(topic_up_, *payload, false, &error)) {
+    mqtt::delivery_token_ptr puback;
+    if (!Publish(topic_up_, *payload, false, &error, &puback)) {
       spdlog::warn("uplink: publishing a batch of {} events failed: {}; they will be sent again",
                    chunk.size(), error);
       return false;
@@ -754,6 +758,7 @@ class Uplink::Impl {
     Batch& batch = inflight_[id];
     batch.sent_mono_ms = now;
     batch.historical = historical;
+    batch.puback = std::move(puback);
     for (const StoredEvent& e : chunk) {
       batch.unacked.insert(e.seq);
       seq_to_batch_[e.seq] = id;
@@ -772,6 +777,17 @@ class Uplink::Impl {
       if (now - it->second.sent_mono_ms < options_.ack_timeout_ms) {
         ++it;
         continue;
+      }
+      // Not even the broker answered (no PUBACK): the link is stalled, as in a dead zone where
+      // TCP keeps retransmitting and the keepalive is minutes away. Publishing more into that
+      // connection would make the backlog arrive oldest first when coverage returns; reconnect
+      // instead, so that the drain starts again with the newest fix.
+      if (it->second.puback && !it->second.puback->is_complete()) {
+        ConnectionDown(now, "no PUBACK from the broker within " +
+                                std::to_string(options_.ack_timeout_ms) +
+                                " ms: the link is stalled");
+        ForceDisconnect();
+        return;
       }
       std::vector<uint64_t> seqs(it->second.unacked.begin(), it->second.unacked.end());
       for (uint64_t seq : seqs) seq_to_batch_.erase(seq);
