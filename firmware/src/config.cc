@@ -1,10 +1,11 @@
 #include "waybill/firmware/config.h"
 
+#include <toml++/toml.h>
+
 #include <climits>
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace waybill::firmware {
 
@@ -21,8 +22,8 @@ struct Reader {
         std::string known_list;
         for (const auto& n : known) known_list += (known_list.empty() ? "" : ", ") + n;
         return Status::InvalidArgument(origin + ": unknown key " + section +
-                                       (section.empty() ? "" : ".") + k + " (known: " +
-                                       known_list + ")");
+                                       (section.empty() ? "" : ".") + k + " (known: " + known_list +
+                                       ")");
       }
     }
     return Status::Ok();
@@ -56,15 +57,13 @@ Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string&
   }
   Reader r{origin};
   DaemonConfig cfg;
-  if (Status s = r.Unknown(root, "",
-                           {"device", "storage", "api", "gnss", "health", "sampling", "uplink"});
+  if (Status s =
+          r.Unknown(root, "", {"device", "storage", "api", "gnss", "health", "sampling", "uplink"});
       !s.ok()) {
     return s;
   }
 
-  auto section = [&](const char* name) -> const toml::table* {
-    return root[name].as_table();
-  };
+  auto section = [&](const char* name) -> const toml::table* { return root[name].as_table(); };
   auto get_int = [&](const toml::table& t, const std::string& key, int64_t lo, int64_t hi,
                      int64_t* out) -> Status {
     const toml::node* n = t.get(key);
@@ -115,8 +114,8 @@ Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string&
     if (Status s = r.Unknown(*api, "api", {"host", "port"}); !s.ok()) return s;
     if (const toml::node* n = api->get("host")) {
       std::optional<std::string> host = n->value<std::string>();
-      if (!host || (*host != "127.0.0.1" && *host != "::1" && *host != "localhost" &&
-                    *host != "0.0.0.0")) {
+      if (!host ||
+          (*host != "127.0.0.1" && *host != "::1" && *host != "localhost" && *host != "0.0.0.0")) {
         return Status::InvalidArgument(r.Where("api.host", *n) +
                                        " must be 127.0.0.1, ::1 or localhost (the in-cab API "
                                        "is local), or 0.0.0.0 for an emulated board");
@@ -132,7 +131,9 @@ Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string&
     if (Status s = r.Unknown(*gnss, "gnss", {"require_checksum"}); !s.ok()) return s;
     if (const toml::node* n = gnss->get("require_checksum")) {
       std::optional<bool> v = n->value<bool>();
-      if (!v) return Status::InvalidArgument(r.Where("gnss.require_checksum", *n) + " must be true or false");
+      if (!v)
+        return Status::InvalidArgument(r.Where("gnss.require_checksum", *n) +
+                                       " must be true or false");
       cfg.gnss_require_checksum = *v;
     }
   }
@@ -148,22 +149,22 @@ Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string&
     if (Status s = r.Unknown(*up, "uplink",
                              {"broker", "mqtt_version", "ca_file", "cert_file", "key_file",
                               "keepalive_s", "inflight_batches", "batch_max_events",
-                              "batch_wait_ms", "ack_timeout_ms"});
+                              "batch_wait_ms", "ack_timeout_ms", "reconnect_max_s"});
         !s.ok()) {
       return s;
     }
-    for (auto [key, out] : {std::pair{"broker", &u.broker}, std::pair{"ca_file", &u.ca_file},
-                            std::pair{"cert_file", &u.cert_file},
-                            std::pair{"key_file", &u.key_file}}) {
+    for (auto [key, out] :
+         {std::pair{"broker", &u.broker}, std::pair{"ca_file", &u.ca_file},
+          std::pair{"cert_file", &u.cert_file}, std::pair{"key_file", &u.key_file}}) {
       if (const toml::node* n = up->get(key)) {
         std::optional<std::string> v = n->value<std::string>();
-        if (!v) return Status::InvalidArgument(r.Where(std::string("uplink.") + key, *n) +
-                                               " must be a string");
+        if (!v)
+          return Status::InvalidArgument(r.Where(std::string("uplink.") + key, *n) +
+                                         " must be a string");
         *out = *v;
       }
     }
-    if (!u.broker.empty() && u.broker.rfind("tcp://", 0) != 0 &&
-        u.broker.rfind("ssl://", 0) != 0) {
+    if (!u.broker.empty() && u.broker.rfind("tcp://", 0) != 0 && u.broker.rfind("ssl://", 0) != 0) {
       return Status::InvalidArgument(r.Where("uplink.broker", *up->get("broker")) +
                                      " must start with tcp:// or ssl:// (e.g. "
                                      "ssl://mqtt.example.com:8883)");
@@ -186,6 +187,9 @@ Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string&
     if (Status s = get_int(*up, "batch_max_events", 1, 1024, &batch); !s.ok()) return s;
     if (Status s = get_int(*up, "batch_wait_ms", 0, 3600000, &u.batch_wait_ms); !s.ok()) return s;
     if (Status s = get_int(*up, "ack_timeout_ms", 100, 86400000, &u.ack_timeout_ms); !s.ok()) {
+      return s;
+    }
+    if (Status s = get_int(*up, "reconnect_max_s", 1, 3600, &u.reconnect_max_s); !s.ok()) {
       return s;
     }
     u.mqtt_version = static_cast<int>(version);
@@ -220,8 +224,10 @@ Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string&
       int64_t v = k.i64 ? *k.i64 : *k.i32;
       int64_t hi = k.i64 ? (int64_t{1} << 40) : INT32_MAX;
       if (Status s = get_int(*sampling, k.name, INT32_MIN, hi, &v); !s.ok()) return s;
-      if (k.i64) *k.i64 = v;
-      else *k.i32 = static_cast<int32_t>(v);
+      if (k.i64)
+        *k.i64 = v;
+      else
+        *k.i32 = static_cast<int32_t>(v);
     }
     if (Status s = ValidateSamplerConfig(sc); !s.ok()) {
       return Status::InvalidArgument(origin + ": " + s.message());

@@ -64,13 +64,14 @@ Result<std::unique_ptr<Daemon>> Daemon::Create(DaemonOptions options, hal::Clock
   DaemonOptions& o = d->options_;
   d->started_mono_ms_ = clock.mono_ms();
 
-  std::filesystem::path data_dir =
-      o.config.data_dir.empty() ? o.board.storage.data_dir : std::filesystem::path(o.config.data_dir);
+  std::filesystem::path data_dir = o.config.data_dir.empty()
+                                       ? o.board.storage.data_dir
+                                       : std::filesystem::path(o.config.data_dir);
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
   if (ec) {
-    return Status::IOError("data directory " + data_dir.string() + " cannot be created: " +
-                           ec.message());
+    return Status::IOError("data directory " + data_dir.string() +
+                           " cannot be created: " + ec.message());
   }
 
   // Settings changed by the backend's config commands override waybill.toml. A bad overrides
@@ -84,8 +85,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Create(DaemonOptions options, hal::Clock
   } else if (Result<RuntimeConfig> applied = ApplyConfigUpdate(runtime, *overrides); applied.ok()) {
     runtime = std::move(applied).value();
   } else {
-    spdlog::error("config overrides in {} ignored: {}", overrides_path,
-                  applied.status().message());
+    spdlog::error("config overrides in {} ignored: {}", overrides_path, applied.status().message());
   }
   o.config.sampling = runtime.sampling;
   o.config.quota_bytes = runtime.quota_bytes;
@@ -149,8 +149,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Create(DaemonOptions options, hal::Clock
     if (!port.ok()) return port.status();
     hal::ReconnectOptions rc;
     rc.role = "GNSS receiver";
-    d->gnss_ = hal::NewSerialGnssSource(std::make_unique<hal::ReconnectingSerialPort>(
-        std::move(port).value(), clock, sleeper, rc));
+    d->gnss_ = hal::NewSerialGnssSource(
+        std::make_unique<hal::ReconnectingSerialPort>(std::move(port).value(), clock, sleeper, rc));
   }
 
   if (o.board.watchdog) {
@@ -177,6 +177,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Create(DaemonOptions options, hal::Clock
     uo.batch_max_events = static_cast<size_t>(u.batch_max_events);
     uo.batch_wait_ms = u.batch_wait_ms;
     uo.ack_timeout_ms = u.ack_timeout_ms;
+    uo.backoff.cap_ms = u.reconnect_max_s * 1000;
+    uo.backoff.base_ms = std::min(uo.backoff.base_ms, uo.backoff.cap_ms);
     Result<std::unique_ptr<sync::Uplink>> uplink = sync::Uplink::Create(*d->outbox_, clock, uo);
     if (!uplink.ok()) {
       return Status::InvalidArgument("[uplink]: " + uplink.status().message());
@@ -232,8 +234,7 @@ void Daemon::HandleFix(const hal::GnssFix& fix, int64_t mono_ms) {
       spdlog::info("first GNSS time of this boot: {} events recorded before it corrected by {} ms",
                    *n, *update.correction_offset_ms);
     } else {
-      spdlog::error("first GNSS time: correcting earlier events failed: {}",
-                    n.status().ToString());
+      spdlog::error("first GNSS time: correcting earlier events failed: {}", n.status().ToString());
     }
   }
 
@@ -371,12 +372,9 @@ Status Daemon::Run() {
 
 std::string Daemon::CompactStatusJson() {
   nlohmann::json full = StatusJson();
-  nlohmann::json compact = {{"device_id", full["device_id"]},
-                            {"version", full["version"]},
-                            {"uptime_s", full["uptime_s"]},
-                            {"gnss", full["gnss"]},
-                            {"outbox", full["outbox"]},
-                            {"storage", full["storage"]},
+  nlohmann::json compact = {{"device_id", full["device_id"]}, {"version", full["version"]},
+                            {"uptime_s", full["uptime_s"]},   {"gnss", full["gnss"]},
+                            {"outbox", full["outbox"]},       {"storage", full["storage"]},
                             {"uplink", full["uplink"]}};
   compact["gnss"].erase("rejected_by_reason");
   return compact.dump();

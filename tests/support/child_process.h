@@ -1,10 +1,14 @@
 // Test support: a program of the build as a child process, its output in a log file.
 //
 // The destructor kills (SIGKILL) and reaps a child still running, so a failed assertion never
-// leaves a process behind. Not thread-safe: one test thread drives it.
+// leaves a process behind; set_die_with_parent() also covers a test process that is itself killed
+// (by CTest's timeout), for children that would otherwise run on (an emulated board). Children read
+// /dev/null. Not thread-safe: one test thread drives it.
 #pragma once
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,12 +43,23 @@ class ChildProcess {
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
 
+  // The child gets SIGKILL when the thread that spawned it exits (PR_SET_PDEATHSIG, kept across
+  // exec): spawn such children from the test's main thread.
+  void set_die_with_parent(bool on) { die_with_parent_ = on; }
+
   // Starts `argv[0]` with `argv`, stdout and stderr written to `log` (truncated). Returns false
   // if a child is still running or fork fails; a program that cannot be executed exits 127.
   bool Spawn(const std::vector<std::string>& argv, const std::filesystem::path& log) {
     if (pid_ > 0 || argv.empty()) return false;
+    const pid_t parent = getpid();
     pid_ = fork();
     if (pid_ == 0) {
+      if (die_with_parent_) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127);  // the parent died before prctl
+      }
+      int devnull = open("/dev/null", O_RDONLY);
+      if (devnull >= 0) dup2(devnull, STDIN_FILENO);
       FILE* out = freopen(log.c_str(), "w", stdout);
       FILE* err = freopen(log.c_str(), "a", stderr);
       (void)out;
@@ -86,6 +101,7 @@ class ChildProcess {
 
  private:
   pid_t pid_ = -1;
+  bool die_with_parent_ = false;
 };
 
 }  // namespace waybill::testing

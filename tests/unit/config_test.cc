@@ -66,6 +66,7 @@ cert_file = "/etc/waybill/device.pem"
 key_file = "/etc/waybill/device.key"
 keepalive_s = 600
 inflight_batches = 40
+reconnect_max_s = 20
 )",
                                                "waybill.toml");
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
@@ -74,6 +75,7 @@ inflight_batches = 40
   EXPECT_EQ(cfg->uplink.keepalive_s, 600);
   EXPECT_EQ(cfg->uplink.inflight_batches, 40);
   EXPECT_EQ(cfg->uplink.batch_max_events, 60);
+  EXPECT_EQ(cfg->uplink.reconnect_max_s, 20);
 
   struct Case {
     const char* uplink;
@@ -81,17 +83,18 @@ inflight_batches = 40
   } cases[] = {
       {"broker = \"mqtt://x\"", "uplink.broker must start with tcp:// or ssl://"},
       {"broker = \"ssl://x:8883\"", "uplink.ca_file is required"},
-      {"broker = \"tcp://x:1883\"\nkeepalive_s = 60", "keepalive_s must be a whole number from 240"},
+      {"broker = \"tcp://x:1883\"\nkeepalive_s = 60",
+       "keepalive_s must be a whole number from 240"},
       {"broker = \"tcp://x:1883\"\ninflight_batches = 500", "inflight_batches must be"},
       {"broker = \"tcp://x:1883\"\nmqtt_version = 4", "uplink.mqtt_version must be 5 or 3"},
+      {"broker = \"tcp://x:1883\"\nreconnect_max_s = 0", "reconnect_max_s must be a whole number"},
       {"brokr = \"tcp://x:1883\"", "unknown key uplink.brokr"},
   };
   for (const Case& c : cases) {
     std::string text = std::string("[device]\nid = \"t\"\n[uplink]\n") + c.uplink + "\n";
     Result<DaemonConfig> bad = ParseDaemonConfig(text, "waybill.toml");
     ASSERT_FALSE(bad.ok()) << c.uplink;
-    EXPECT_NE(bad.status().message().find(c.expected), std::string::npos)
-        << bad.status().message();
+    EXPECT_NE(bad.status().message().find(c.expected), std::string::npos) << bad.status().message();
   }
 }
 

@@ -35,6 +35,7 @@ struct DaemonConfig {
     int batch_max_events = 60;     // 1..1024
     int64_t batch_wait_ms = 5000;  // how long live events wait for a batch to fill
     int64_t ack_timeout_ms = 60000;  // unacknowledged batches are sent again after this
+    int64_t reconnect_max_s = 300;   // the longest wait between two connect attempts
   } uplink;
 };
 
