@@ -202,7 +202,8 @@ Status ParseCertFile(const std::string& path, Crt* crt) {
   }
   int ret = mbedtls_x509_crt_parse_file(&crt->ctx, path.c_str());
   if (ret != 0) {
-    return Status::InvalidArgument("certificate " + path + " is not a PEM or DER X.509 "
+    return Status::InvalidArgument("certificate " + path +
+                                   " is not a PEM or DER X.509 "
                                    "certificate: " +
                                    MbedError(ret));
   }
@@ -216,7 +217,8 @@ Status ParseKeyFile(const std::string& path, Pk* pk) {
   }
   int ret = mbedtls_pk_parse_keyfile(&pk->ctx, path.c_str(), nullptr);
   if (ret != 0) {
-    return Status::InvalidArgument("key " + path + " is not an unencrypted PEM or DER private "
+    return Status::InvalidArgument("key " + path +
+                                   " is not an unencrypted PEM or DER private "
                                    "key: " +
                                    MbedError(ret));
   }
@@ -239,8 +241,8 @@ Status ParseCsr(std::string_view bytes, const std::string& origin, Csr* csr) {
   int ret = mbedtls_x509_csr_parse(&csr->ctx, reinterpret_cast<const unsigned char*>(buf.data()),
                                    buf.size());
   if (ret != 0) {
-    return Status::InvalidArgument(origin + " is not a PEM or DER certificate signing request: " +
-                                   MbedError(ret));
+    return Status::InvalidArgument(
+        origin + " is not a PEM or DER certificate signing request: " + MbedError(ret));
   }
   return Status::Ok();
 }
@@ -253,9 +255,8 @@ Status CheckCsrSignature(Csr* csr, const std::string& origin) {
   unsigned char hash[MBEDTLS_MD_MAX_SIZE];
   int ret = mbedtls_md(md, csr->ctx.cri.p, csr->ctx.cri.len, hash);
   if (ret == 0) {
-    ret = mbedtls_pk_verify_ext(csr->ctx.sig_pk, csr->ctx.sig_opts, &csr->ctx.pk,
-                                csr->ctx.sig_md, hash, mbedtls_md_get_size(md), csr->ctx.sig.p,
-                                csr->ctx.sig.len);
+    ret = mbedtls_pk_verify_ext(csr->ctx.sig_pk, csr->ctx.sig_opts, &csr->ctx.pk, csr->ctx.sig_md,
+                                hash, mbedtls_md_get_size(md), csr->ctx.sig.p, csr->ctx.sig.len);
   }
   if (ret != 0) {
     return Status::InvalidArgument(origin +
@@ -270,8 +271,7 @@ Result<std::string> CheckedCommonName(const mbedtls_x509_name* subject, const st
                                       const char* what) {
   std::vector<std::string> cns = CommonNames(subject);
   if (cns.size() != 1) {
-    return Status::InvalidArgument(origin + ": the " + what + " has " +
-                                   std::to_string(cns.size()) +
+    return Status::InvalidArgument(origin + ": the " + what + " has " + std::to_string(cns.size()) +
                                    " CNs in its subject; a device's has exactly one, its id");
   }
   if (!IsValidDeviceId(cns[0])) {
@@ -353,11 +353,11 @@ class MbedDeviceKey final : public DeviceKey {
     unsigned char buf[kPemBufferBytes];
     int ret = mbedtls_x509write_csr_set_subject_name(&req, subject.c_str());
     if (ret == 0) {
-      ret = mbedtls_x509write_csr_pem(&req, buf, sizeof(buf), mbedtls_ctr_drbg_random,
-                                      drbg.ctx());
+      ret = mbedtls_x509write_csr_pem(&req, buf, sizeof(buf), mbedtls_ctr_drbg_random, drbg.ctx());
     }
     mbedtls_x509write_csr_free(&req);
-    if (ret != 0) return Status::IOError("cannot write a CSR for " + device_id + ": " + MbedError(ret));
+    if (ret != 0)
+      return Status::IOError("cannot write a CSR for " + device_id + ": " + MbedError(ret));
     return std::string(reinterpret_cast<const char*>(buf));
   }
 
@@ -421,9 +421,9 @@ Status WriteFileAtomically(const std::string& path, std::string_view bytes,
     return Status::IOError("cannot close " + tmp + ": " + Errno(err) + "; " + path +
                            " is unchanged");
   }
-  int ret = options.replace ? ::rename(tmp.c_str(), path.c_str())
-                            : ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(),
-                                          RENAME_NOREPLACE);
+  int ret = options.replace
+                ? ::rename(tmp.c_str(), path.c_str())
+                : ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE);
   if (ret != 0 && !options.replace && (errno == EINVAL || errno == ENOSYS)) {
     // A file system without RENAME_NOREPLACE: link() fails the same way on an existing target.
     ret = ::link(tmp.c_str(), path.c_str());
@@ -564,8 +564,8 @@ Status InitCa(const std::string& dir, const CaInitOptions& options) {
   if (ret == 0) ret = mbedtls_x509write_crt_set_subject_key_identifier(&crt);
   if (ret == 0) ret = mbedtls_x509write_crt_set_authority_key_identifier(&crt);
   if (ret == 0) {
-    ret = mbedtls_x509write_crt_set_key_usage(&crt,
-                                              MBEDTLS_X509_KU_KEY_CERT_SIGN | MBEDTLS_X509_KU_CRL_SIGN);
+    ret = mbedtls_x509write_crt_set_key_usage(
+        &crt, MBEDTLS_X509_KU_KEY_CERT_SIGN | MBEDTLS_X509_KU_CRL_SIGN);
   }
   if (ret == 0) {
     ret = mbedtls_x509write_crt_pem(&crt, pem, sizeof(pem), mbedtls_ctr_drbg_random, drbg.ctx());
@@ -603,7 +603,8 @@ Result<std::string> SignCsr(const std::string& ca_dir, std::string_view csr_byte
   Crt ca_crt;
   if (Status s = ParseCertFile(cert_path, &ca_crt); !s.ok()) return s;
   if (!ca_crt.ctx.ca_istrue) {
-    return Status::FailedPrecondition(cert_path + " is not a CA certificate (basicConstraints "
+    return Status::FailedPrecondition(cert_path +
+                                      " is not a CA certificate (basicConstraints "
                                       "CA:FALSE)");
   }
   if (mbedtls_pk_check_pair(&ca_crt.ctx.pk, &ca_key.ctx) != 0) {
@@ -640,9 +641,9 @@ Result<std::string> SignCsr(const std::string& ca_dir, std::string_view csr_byte
   if (ret == 0) ret = mbedtls_x509write_crt_set_authority_key_identifier(&crt);
   if (ret == 0) ret = mbedtls_x509write_crt_set_key_usage(&crt, MBEDTLS_X509_KU_DIGITAL_SIGNATURE);
   if (ret == 0) {
-    ret = mbedtls_x509write_crt_set_extension(
-        &crt, MBEDTLS_OID_EXTENDED_KEY_USAGE, MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), 0,
-        kClientAuth, sizeof(kClientAuth));
+    ret = mbedtls_x509write_crt_set_extension(&crt, MBEDTLS_OID_EXTENDED_KEY_USAGE,
+                                              MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), 0,
+                                              kClientAuth, sizeof(kClientAuth));
   }
   if (ret == 0) {
     ret = mbedtls_x509write_crt_pem(&crt, pem, sizeof(pem), mbedtls_ctr_drbg_random, drbg.ctx());

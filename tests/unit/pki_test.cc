@@ -130,9 +130,8 @@ TEST_F(PkiTest, CsrCarriesTheDeviceIdAsCommonNameAndVerifies) {
 
   std::ofstream(dir_ / "device.csr") << *csr;
   int status = 0;
-  std::string out = Shell("openssl req -in '" + (dir_ / "device.csr").string() +
-                              "' -verify -noout -subject",
-                          &status);
+  std::string out = Shell(
+      "openssl req -in '" + (dir_ / "device.csr").string() + "' -verify -noout -subject", &status);
   EXPECT_EQ(status, 0) << out;
   EXPECT_NE(out.find("CN = truck-0042"), std::string::npos) << out;
 
@@ -145,8 +144,8 @@ TEST_F(PkiTest, SignRefusesATamperedCsrAndSaysWhy) {
   std::ofstream(dir_ / "device.csr") << csr_;
   int status = 0;
   std::string der_path = (dir_ / "device.der").string();
-  Shell("openssl req -in '" + (dir_ / "device.csr").string() + "' -outform DER -out '" +
-            der_path + "'",
+  Shell("openssl req -in '" + (dir_ / "device.csr").string() + "' -outform DER -out '" + der_path +
+            "'",
         &status);
   ASSERT_EQ(status, 0);
   std::string der = ReadAll(der_path);
@@ -181,8 +180,7 @@ TEST_F(PkiTest, SignRefusesACsrWhoseCommonNameIsNoDeviceId) {
   so.now_unix_s = Now();
   auto cert = SignCsr((dir_ / "ca").string(), ReadAll(dir_ / "bad.csr"), "bad.csr", so);
   ASSERT_FALSE(cert.ok());
-  EXPECT_NE(cert.status().message().find("\"truck.7\" is not a valid device id"),
-            std::string::npos)
+  EXPECT_NE(cert.status().message().find("\"truck.7\" is not a valid device id"), std::string::npos)
       << cert.status().message();
 }
 
