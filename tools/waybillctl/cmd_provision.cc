@@ -137,6 +137,10 @@ void Run(ProvisionArgs a) {
   const std::string cert_path = dir + "/" + kCertFile;
   const std::string ca_path = dir + "/" + kCaFile;
 
+  if (!a.install_cert.empty() && a.ca_cert.empty()) {
+    return Fail("--install-cert needs --ca-cert, the CA that signed it (to check the chain)", 2);
+  }
+
   // What an earlier run (or the tech's hand) left in waybill.toml.
   toml::table config;
   bool had_config = fs::exists(config_path);
@@ -251,9 +255,6 @@ void Run(ProvisionArgs a) {
 
   // The certificate: ours (the key's), for this id, signed by the fleet CA, valid now.
   if (cert_info) {
-    if (a.ca_cert.empty()) {
-      return Fail("--install-cert needs --ca-cert, the CA that signed it (to check the chain)", 2);
-    }
     if (Status s = (*key)->CheckCertificate(a.install_cert); !s.ok()) {
       return Fail(s.message() + "; was it signed from this unit's CSR (" + csr_path + ")?");
     }
