@@ -15,7 +15,8 @@
 //
 // Randomness comes from mbedtls_entropy (getrandom/urandom) through a CTR_DRBG made per call.
 // Times are passed in (now_unix_s) so that validity periods are testable and honest about their
-// source: the caller states which clock it trusts.
+// source: the caller states which clock it trusts. The free functions share no state and may be
+// called from any thread; two calls writing the same path race like any two writers of a file.
 #pragma once
 
 #include <sys/types.h>
