@@ -81,7 +81,7 @@ Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string&
   if (!device || !device->get("id")) {
     return Status::InvalidArgument(origin + ": [device] id is required (e.g. id = \"truck-0042\")");
   }
-  if (Status s = r.Unknown(*device, "device", {"id"}); !s.ok()) return s;
+  if (Status s = r.Unknown(*device, "device", {"id", "board"}); !s.ok()) return s;
   std::optional<std::string> id = device->get("id")->value<std::string>();
   if (!id || !ValidDeviceId(*id)) {
     return Status::InvalidArgument(
@@ -89,6 +89,14 @@ Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string&
         " must be 1 to 64 letters, digits, '-' or '_' (it is part of MQTT topics)");
   }
   cfg.device_id = *id;
+  if (const toml::node* n = device->get("board")) {
+    std::optional<std::string> board = n->value<std::string>();
+    if (!board || board->empty()) {
+      return Status::InvalidArgument(r.Where("device.board", *n) +
+                                     " must be a board name (e.g. \"rpi4\")");
+    }
+    cfg.board = *board;
+  }
 
   if (const toml::table* storage = section("storage")) {
     if (Status s = r.Unknown(*storage, "storage", {"data_dir", "quota_mb", "min_free_mb"});

@@ -54,6 +54,17 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // A config provisioned for one board and started with another's file is a wrong image or a
+  // wrong unit: the serial port, GPIO lines and data directory would all be someone else's.
+  if (!config->board.empty() && config->board != board->name) {
+    std::fprintf(stderr,
+                 "waybilld: config file %s was provisioned for board \"%s\", but --board %s is "
+                 "board \"%s\"\n",
+                 config_file.c_str(), config->board.c_str(), board_file.c_str(),
+                 board->name.c_str());
+    return 2;
+  }
+
   firmware::DaemonOptions options;
   options.board = std::move(board).value();
   options.config = std::move(config).value();

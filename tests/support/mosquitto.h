@@ -20,6 +20,9 @@ struct MosquittoOptions {
   bool tls = false;
   // For TLS: the server certificate (default: the PKI's server cert for 127.0.0.1/localhost).
   CertPair server;
+  // For TLS: the CA file client certificates must chain to (may hold several CAs); empty = the
+  // PKI's CA.
+  std::filesystem::path client_ca;
   // For TLS: the ACL file contents; empty = FleetAcl().
   std::string acl;
   // Lines appended to mosquitto.conf (e.g. "max_queued_messages 100000\n").

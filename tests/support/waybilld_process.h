@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -30,6 +31,9 @@ class WaybilldProcess {
   // Extra TOML appended to waybill.toml (e.g. an [uplink] section).
   void set_extra_config(std::string toml) { extra_config_ = std::move(toml); }
   void set_device_id(std::string id) { device_id_ = std::move(id); }
+  // Starts with this waybill.toml as it is (e.g. one written by `waybillctl provision`) instead
+  // of writing one; only the API port is overridden (0: any free port).
+  void set_config_file(std::filesystem::path path) { config_file_ = std::move(path); }
   std::filesystem::path data_dir() const { return dir_ / "data"; }
   const std::filesystem::path& log_path() const { return log_; }
   std::string log() const { return ReadWholeFile(log_); }
@@ -37,16 +41,21 @@ class WaybilldProcess {
 
   // Starts waybilld replaying at `speed`; returns its API port, or -1 with `error` set.
   int Start(double speed, std::string* error) {
-    std::ofstream(dir_ / "waybill.toml")
-        << "[device]\nid = \"" << device_id_ << "\"\n[storage]\ndata_dir = \""
-        << data_dir().string()
-        << "\"\n[api]\nport = 0\n[health]\nperiod_s = 10\n"
-        << extra_config_;
+    std::vector<std::string> argv;
+    if (config_file_.empty()) {
+      std::ofstream(dir_ / "waybill.toml")
+          << "[device]\nid = \"" << device_id_ << "\"\n[storage]\ndata_dir = \""
+          << data_dir().string() << "\"\n[api]\nport = 0\n[health]\nperiod_s = 10\n"
+          << extra_config_;
+      argv = {"--config", (dir_ / "waybill.toml").string()};
+    } else {
+      argv = {"--config", config_file_.string(), "--api-port", "0"};
+    }
     log_ = dir_ / ("waybilld-" + std::to_string(++starts_) + ".log");
     std::string board = std::string(WAYBILL_SOURCE_DIR) + "/boards/host-sim/board.toml";
-    if (!child_.Spawn({WAYBILLD_PATH, "--board", board, "--config",
-                       (dir_ / "waybill.toml").string(), "--replay-speed", std::to_string(speed)},
-                      log_)) {
+    argv.insert(argv.begin(), {WAYBILLD_PATH, "--board", board});
+    argv.insert(argv.end(), {"--replay-speed", std::to_string(speed)});
+    if (!child_.Spawn(argv, log_)) {
       if (error) *error = "cannot start waybilld (still running, or fork failed)";
       return -1;
     }
@@ -90,6 +99,7 @@ class WaybilldProcess {
   std::filesystem::path log_;
   std::string extra_config_;
   std::string device_id_ = "it-truck";
+  std::filesystem::path config_file_;
   ChildProcess child_;  // killed with SIGKILL if still running when this is destroyed
   int port_ = -1;
   int starts_ = 0;

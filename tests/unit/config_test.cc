@@ -9,6 +9,7 @@ TEST(DaemonConfig, ReadsEverySection) {
   Result<DaemonConfig> cfg = ParseDaemonConfig(R"(
 [device]
 id = "truck-0042"
+board = "rpi4"
 [storage]
 data_dir = "/var/lib/waybill"
 quota_mb = 128
@@ -23,6 +24,7 @@ period_s = 60
                                                "waybill.toml");
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
   EXPECT_EQ(cfg->device_id, "truck-0042");
+  EXPECT_EQ(cfg->board, "rpi4");
   EXPECT_EQ(cfg->data_dir, "/var/lib/waybill");
   EXPECT_EQ(cfg->quota_bytes, 128ull << 20);
   EXPECT_EQ(cfg->min_free_bytes, 8ull << 20);
@@ -42,9 +44,10 @@ TEST(DaemonConfig, ErrorsNameTheFileTheLineAndTheKey) {
       {"[device]\nid = \"t\"\n[storage]\nquota_mb = -3\n",
        "waybill.toml:4: quota_mb must be a whole number from 1 to"},
       {"[device]\nid = \"t\"\n[api]\nhost = \"10.0.0.1\"\n", "waybill.toml:4: api.host must be"},
-      {"[device]\nid = \"t\"\nidd = 3\n", "waybill.toml: unknown key device.idd (known: id)"},
+      {"[device]\nid = \"t\"\nidd = 3\n", "waybill.toml: unknown key device.idd (known: board, id)"},
       {"[device]\nid = \"t\"\n[stroage]\n", "waybill.toml: unknown key stroage"},
       {"[device\nid = \"t\"\n", "waybill.toml:1:"},
+      {"[device]\nid = \"t\"\nboard = 4\n", "waybill.toml:3: device.board must be a board"},
   };
   for (const Case& c : cases) {
     Result<DaemonConfig> cfg = ParseDaemonConfig(c.text, "waybill.toml");

@@ -12,6 +12,8 @@ void RegisterAll(CLI::App& app);
 void RegisterGnss(CLI::App& app);
 void RegisterOutbox(CLI::App& app);  // cmd_outbox.cc
 void RegisterBridge(CLI::App& app);  // cmd_bridge.cc
+void RegisterCa(CLI::App& app);      // cmd_ca.cc
+void RegisterProvision(CLI::App& app);  // cmd_provision.cc
 
 int ExitCode();
 void SetExitCode(int code);

@@ -13,6 +13,8 @@ void RegisterAll(CLI::App& app) {
   RegisterGnss(app);
   RegisterOutbox(app);
   RegisterBridge(app);
+  RegisterCa(app);
+  RegisterProvision(app);
 }
 
 }  // namespace waybill::ctl

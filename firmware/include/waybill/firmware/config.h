@@ -14,6 +14,7 @@ namespace waybill::firmware {
 
 struct DaemonConfig {
   std::string device_id;       // [device] id: letters, digits, '-', '_', at most 64
+  std::string board;           // [device] board: the board this unit was provisioned for, if set
   std::string data_dir;        // [storage] data_dir: overrides the board's when set
   uint64_t quota_bytes = 256ull << 20;    // [storage] quota_mb
   uint64_t min_free_bytes = 16ull << 20;  // [storage] min_free_mb
