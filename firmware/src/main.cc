@@ -82,6 +82,9 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // The address the API really listens on, for the line below (IPv6 in brackets).
+  std::string api_host = options.config.api_host;
+  if (api_host.find(':') != std::string::npos) api_host = "[" + api_host + "]";
   Result<std::unique_ptr<firmware::Daemon>> daemon =
       firmware::Daemon::Create(std::move(options), hal::Clock::System(), hal::Sleeper::System());
   if (!daemon.ok()) {
@@ -89,7 +92,7 @@ int main(int argc, char** argv) {
     return daemon.status().IsInvalidArgument() ? 2 : 3;
   }
   firmware::Daemon* d = daemon->get();
-  std::printf("waybilld: local API on http://127.0.0.1:%d\n", d->api_port());
+  std::printf("waybilld: local API on http://%s:%d\n", api_host.c_str(), d->api_port());
   std::fflush(stdout);
 
   std::atomic<bool> stopped_by_itself{false};
