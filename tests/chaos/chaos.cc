@@ -38,14 +38,15 @@
 // It prints `figure chaos.NAME VALUE UNIT` lines and exits 0 only when nothing was lost, nothing
 // applied twice, no order broken and the drain finished in time; otherwise it says what is
 // missing (device, seq) in words. The work directory is kept when the run fails (or --keep).
+#include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cinttypes>
 #include <cstdarg>
 #include <cstdio>
@@ -181,22 +182,21 @@ class LoopFs {
     fs::remove(image_, ec);
   }
   bool mounted() const { return !mount_point_.empty(); }
-  // Fills the file system but for `leave_bytes`; Clear() takes the ballast away again.
+  // Fills the file system but for about `leave_bytes`; Clear() takes the ballast away again.
+  // Written until ENOSPC rather than fallocated: fallocate of all the free space fails for lack
+  // of room for its own extent tree. A reserve file of `leave_bytes`, removed at the end, keeps
+  // the sliver free.
   bool Fill(uint64_t leave_bytes, std::string* why) {
-    struct statvfs st {};
-    if (statvfs(mount_point_.c_str(), &st) != 0) {
-      *why = "statvfs failed";
+    const fs::path reserve = mount_point_ / "reserve";
+    if (leave_bytes > 0 && !WriteUntilFull(reserve, leave_bytes)) {
+      *why = "cannot write " + reserve.string();
       return false;
     }
-    uint64_t free_bytes = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
-    if (free_bytes <= leave_bytes) return true;
-    std::string cmd =
-        "fallocate -l " + std::to_string(free_bytes - leave_bytes) + " " + ballast().string();
-    if (std::system(cmd.c_str()) != 0) {
-      *why = cmd + " failed";
-      return false;
-    }
-    return true;
+    bool ok = WriteUntilFull(ballast(), UINT64_MAX);
+    std::error_code ec;
+    fs::remove(reserve, ec);
+    if (!ok) *why = "cannot write " + ballast().string();
+    return ok;
   }
   void Clear() {
     std::error_code ec;
@@ -205,6 +205,30 @@ class LoopFs {
 
  private:
   fs::path ballast() const { return mount_point_ / "ballast"; }
+  // Appends zeros to `path` until `max_bytes` or the file system is full (1 MiB, then 4 KiB
+  // writes); fsyncs. False only on an error other than ENOSPC.
+  static bool WriteUntilFull(const fs::path& path, uint64_t max_bytes) {
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) return false;
+    static const std::vector<char> zeros(1 << 20, 0);
+    uint64_t written = 0;
+    bool ok = true;
+    for (size_t chunk : {size_t{1} << 20, size_t{4096}}) {
+      while (written < max_bytes) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(chunk, max_bytes - written));
+        ssize_t w = write(fd, zeros.data(), n);
+        if (w > 0) {
+          written += static_cast<uint64_t>(w);
+          continue;
+        }
+        if (w < 0 && errno != ENOSPC) ok = false;
+        break;
+      }
+    }
+    if (fsync(fd) != 0 && errno != ENOSPC) ok = false;
+    close(fd);
+    return ok;
+  }
   fs::path image_;
   fs::path mount_point_;
 };
@@ -264,6 +288,7 @@ class Chaos {
   std::map<std::string, long> faults_;
   std::atomic<bool> recording_{false};
   std::atomic<bool> polling_{false};
+  int unclean_exits_ = 0;
 };
 
 bool Chaos::Setup() {
@@ -809,7 +834,13 @@ int Chaos::Run() {
       std::lock_guard lock(d->mu);
       d->up = false;
     }
-    d->process->Stop(SIGTERM);
+    // A clean stop is part of the check: under the sanitizers a report makes the exit non-zero.
+    std::optional<int> status = d->process->Stop(SIGTERM);
+    if (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
+      Say("%s did not exit cleanly on SIGTERM (wait status %d); its log: %s", d->id.c_str(),
+          status.value_or(-1), d->process->log_path().c_str());
+      unclean_exits_++;
+    }
   }
   WaitFor(
       [&] {
@@ -860,7 +891,8 @@ int Chaos::Run() {
   }
   std::fflush(stdout);
 
-  bool ok = healed && drained && lost == 0 && c.duplicates == 0 && c.order_violations == 0;
+  bool ok = healed && drained && lost == 0 && c.duplicates == 0 && c.order_violations == 0 &&
+            unclean_exits_ == 0;
   if (stats.is_object() && stats.value("event_duplicates", 0) != 0) ok = false;
   if (!disk_skip_reason_.empty()) Say("disk_full was skipped: %s", disk_skip_reason_.c_str());
   if (o_.require_every_fault) {
@@ -898,11 +930,18 @@ int Chaos::Run() {
 
   // Every process down before the loop file system goes.
   devices_.clear();
+  std::optional<int> bridge_status = bridge_->Stop(SIGTERM);
+  if (!bridge_status || !WIFEXITED(*bridge_status) || WEXITSTATUS(*bridge_status) != 0) {
+    Say("waybill-bridge did not exit cleanly on SIGTERM (wait status %d)",
+        bridge_status.value_or(-1));
+    ok = false;
+  }
   bridge_.reset();
   receiver_.reset();
   broker_.reset();
   loop_.reset();
-  if (ok && !o_.keep) {
+  // A sabotaged run is expected to fail: its directory holds nothing new.
+  if ((ok || o_.sabotage) && !o_.keep) {
     std::error_code ec;
     fs::remove_all(dir_, ec);
     Say("passed");
