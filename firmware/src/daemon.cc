@@ -432,6 +432,7 @@ nlohmann::json Daemon::StatusJson() {
                  {"next_seq", ob.next_seq},
                  {"evicted", ob.evicted},
                  {"refused", ob.refused},
+                 {"burned", ob.burned},
                  {"alarms", ob.alarms}};
   if (uplink_) {
     sync::UplinkStats u = uplink_->Stats();

@@ -264,7 +264,7 @@ class OutboxImpl final : public Outbox {
   uint64_t lease_ = 0;
   uint64_t first_seq_ = 1;  // first sequence of this open: CorrectTime's boundary
   uint64_t by_class_[5] = {};
-  uint64_t commits_ = 0, appends_ = 0, evicted_ = 0, refused_ = 0;
+  uint64_t commits_ = 0, appends_ = 0, evicted_ = 0, refused_ = 0, burned_ = 0;
   std::vector<std::string> alarms_;
   bool recovered_ = false;  // a corrupt file was moved aside since open
   bool full_episode_ = false;    // refusing fixes for lack of space
@@ -749,9 +749,11 @@ Status OutboxImpl::AppendTxnLocked(std::vector<Pending>& batch, bool protected_o
   EvictionDelta delta;
   bool refuse = protected_only;
   uint64_t live = 0, quota = 0;
+  uint64_t assigned = 0;  // sequences this transaction took; burned if it fails
   auto fail = [&](Status cause) {
     Status rb = RollbackLocked();
     (void)rb;
+    burned_ += assigned;
     return cause;
   };
 
@@ -791,6 +793,7 @@ Status OutboxImpl::AppendTxnLocked(std::vector<Pending>& batch, bool protected_o
     const uint64_t first = next_seq_;
     // Burned even if the commit fails: the rows might reach the disk after all.
     next_seq_ += accepted;
+    assigned = accepted;
     uint64_t seq = first;
     for (const Pending& p : batch) {
       if (!p.invalid.ok() || (refuse && !IsProtected(p.event.cls))) continue;
@@ -1144,6 +1147,7 @@ OutboxStats OutboxImpl::Stats() {
   st.appends = appends_;
   st.evicted = evicted_;
   st.refused = refused_;
+  st.burned = burned_;
   st.alarms = alarms_;
   if (!EnsureOpenLocked().ok()) return st;
   if (auto live = LiveBytesLocked(); live.ok()) st.bytes = *live;

@@ -69,6 +69,8 @@ struct OutboxStats {
   uint64_t evicted = 0;       // fixes (then health events) removed by the eviction policy
                               // since open
   uint64_t refused = 0;       // appends refused for lack of space since open
+  uint64_t burned = 0;        // sequences given to transactions that then failed, since open:
+                              // never stored, never reused (with `evicted`, the only gaps)
   std::vector<std::string> alarms;  // e.g. "outbox recovered from corruption: moved aside to ..."
 };
 
