@@ -354,7 +354,7 @@ bool Chaos::StartDevice(Device& d) {
   // The outbox logs the sequence it opened at before the API listens.
   std::smatch m;
   std::string log = d.process->log();
-  static const std::regex kOpen(R"(open: \d+ events, next sequence (\d+))");
+  static const std::regex kOpen(R"(open: [^,\n]*, \d+ events, next sequence (\d+))");
   if (!std::regex_search(log, m, kOpen)) {
     Say("%s: no 'next sequence' in its log:\n%s", d.id.c_str(), log.c_str());
     return false;
