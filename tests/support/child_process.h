@@ -52,6 +52,9 @@ class ChildProcess {
   bool Spawn(const std::vector<std::string>& argv, const std::filesystem::path& log) {
     if (pid_ > 0 || argv.empty()) return false;
     const pid_t parent = getpid();
+    // What the test printed but stdio still buffers would otherwise be written again by the
+    // child (freopen flushes the inherited buffer).
+    std::fflush(nullptr);
     pid_ = fork();
     if (pid_ == 0) {
       if (die_with_parent_) {
