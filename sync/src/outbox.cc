@@ -266,7 +266,7 @@ class OutboxImpl final : public Outbox {
   uint64_t by_class_[5] = {};
   uint64_t commits_ = 0, appends_ = 0, evicted_ = 0, refused_ = 0, burned_ = 0;
   std::vector<std::string> alarms_;
-  bool recovered_ = false;  // a corrupt file was moved aside since open
+  bool recovered_ = false;       // a corrupt file was moved aside since open
   bool full_episode_ = false;    // refusing fixes for lack of space
   bool disk_full_hint_ = false;  // SQLite reported SQLITE_FULL: do not grow the file
   int wal_frames_ = 0;

@@ -90,8 +90,7 @@ void Mosquitto::WriteConfig() {
   if (options_.tls) {
     const TestPki& pki = GetTestPki();
     std::ofstream(dir_ / "acl") << (options_.acl.empty() ? FleetAcl() : options_.acl);
-    conf << "cafile " << (options_.client_ca.empty() ? pki.ca : options_.client_ca).string()
-         << "\n"
+    conf << "cafile " << (options_.client_ca.empty() ? pki.ca : options_.client_ca).string() << "\n"
          << "certfile " << options_.server.cert.string() << "\n"
          << "keyfile " << options_.server.key.string() << "\n"
          << "require_certificate true\n"

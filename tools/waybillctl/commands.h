@@ -10,9 +10,9 @@ void RegisterAll(CLI::App& app);
 
 // cmd_gnss.cc: gnss replay.
 void RegisterGnss(CLI::App& app);
-void RegisterOutbox(CLI::App& app);  // cmd_outbox.cc
-void RegisterBridge(CLI::App& app);  // cmd_bridge.cc
-void RegisterCa(CLI::App& app);      // cmd_ca.cc
+void RegisterOutbox(CLI::App& app);     // cmd_outbox.cc
+void RegisterBridge(CLI::App& app);     // cmd_bridge.cc
+void RegisterCa(CLI::App& app);         // cmd_ca.cc
 void RegisterProvision(CLI::App& app);  // cmd_provision.cc
 
 int ExitCode();

@@ -13,9 +13,9 @@
 namespace waybill::firmware {
 
 struct DaemonConfig {
-  std::string device_id;       // [device] id: letters, digits, '-', '_', at most 64
-  std::string board;           // [device] board: the board this unit was provisioned for, if set
-  std::string data_dir;        // [storage] data_dir: overrides the board's when set
+  std::string device_id;  // [device] id: letters, digits, '-', '_', at most 64
+  std::string board;      // [device] board: the board this unit was provisioned for, if set
+  std::string data_dir;   // [storage] data_dir: overrides the board's when set
   uint64_t quota_bytes = 256ull << 20;    // [storage] quota_mb
   uint64_t min_free_bytes = 16ull << 20;  // [storage] min_free_mb
   std::string api_host = "127.0.0.1";     // [api] host
@@ -26,15 +26,15 @@ struct DaemonConfig {
 
   // [uplink]: absent or without broker, the unit records and does not send.
   struct Uplink {
-    std::string broker;      // tcp://host:port or ssl://host:port
-    int mqtt_version = 5;    // 5, or 3 for MQTT 3.1.1
-    std::string ca_file;     // ssl://: the CA that signed the broker's certificate
-    std::string cert_file;   // ssl://: this device's certificate (mutual TLS)
-    std::string key_file;    // ssl://: its private key
-    int keepalive_s = 300;   // 240..65535: each ping costs cellular bytes
-    int inflight_batches = 20;     // 1..100
-    int batch_max_events = 60;     // 1..1024
-    int64_t batch_wait_ms = 5000;  // how long live events wait for a batch to fill
+    std::string broker;              // tcp://host:port or ssl://host:port
+    int mqtt_version = 5;            // 5, or 3 for MQTT 3.1.1
+    std::string ca_file;             // ssl://: the CA that signed the broker's certificate
+    std::string cert_file;           // ssl://: this device's certificate (mutual TLS)
+    std::string key_file;            // ssl://: its private key
+    int keepalive_s = 300;           // 240..65535: each ping costs cellular bytes
+    int inflight_batches = 20;       // 1..100
+    int batch_max_events = 60;       // 1..1024
+    int64_t batch_wait_ms = 5000;    // how long live events wait for a batch to fill
     int64_t ack_timeout_ms = 60000;  // unacknowledged batches are sent again after this
     int64_t reconnect_max_s = 300;   // the longest wait between two connect attempts
   } uplink;
