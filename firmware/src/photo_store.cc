@@ -76,8 +76,8 @@ std::optional<std::array<uint8_t, 32>> ParseSha256Hex(std::string_view hex) {
 
 std::array<uint8_t, 32> Sha256(std::string_view bytes) {
   std::array<uint8_t, 32> out{};
-  mbedtls_sha256_ret(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(),
-                     out.data(), 0);
+  mbedtls_sha256_ret(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), out.data(),
+                     0);
   return out;
 }
 
@@ -89,8 +89,8 @@ PhotoStore::PhotoStore(std::string dir) : dir_(std::move(dir)) {
 Result<PhotoRef> PhotoStore::Put(std::string_view bytes) {
   if (bytes.empty()) return Status::InvalidArgument("photo: empty body");
   if (bytes.size() > kMaxPhotoBytes) {
-    return Status::InvalidArgument("photo: " + std::to_string(bytes.size()) +
-                                   " bytes, at most " + std::to_string(kMaxPhotoBytes));
+    return Status::InvalidArgument("photo: " + std::to_string(bytes.size()) + " bytes, at most " +
+                                   std::to_string(kMaxPhotoBytes));
   }
   std::string_view mime = DetectMime(bytes);
   if (mime.empty()) return Status::InvalidArgument("photo: not a JPEG or PNG image");
@@ -136,6 +136,38 @@ Result<PhotoRef> PhotoStore::Find(const std::array<uint8_t, 32>& sha256) const {
     ref.mime = std::string(DetectMime(std::string_view(head, n > 0 ? size_t(n) : 0)));
   }
   return ref;
+}
+
+Result<std::string> PhotoStore::Read(const std::array<uint8_t, 32>& sha256) const {
+  std::string path = dir_ + "/" + ToHex(sha256);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      return Status::NotFound("photo " + ToHex(sha256) + " is not on this device");
+    }
+    return ErrnoStatus("open " + path, errno);
+  }
+  std::string bytes;
+  char buf[64 * 1024];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return ErrnoStatus("read " + path, err);
+    }
+    if (n == 0) break;
+    bytes.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return bytes;
+}
+
+Status PhotoStore::Remove(const std::array<uint8_t, 32>& sha256) {
+  std::string path = dir_ + "/" + ToHex(sha256);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("unlink " + path, errno);
+  return FsyncDir(dir_);
 }
 
 }  // namespace waybill::firmware

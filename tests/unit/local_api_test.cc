@@ -94,8 +94,7 @@ TEST_F(LocalApiTest, BadRequestsNameTheFieldAndStoreNothing) {
     EXPECT_EQ(res->status, 400) << c.body;
     json body = json::parse(res->body);
     EXPECT_EQ(body.value("field", ""), c.field) << res->body;
-    EXPECT_NE(body["error"].get<std::string>().find(c.error_part), std::string::npos)
-        << res->body;
+    EXPECT_NE(body["error"].get<std::string>().find(c.error_part), std::string::npos) << res->body;
   }
   auto res = PostJson("/v1/deliveries", R"({"order_id": "A", "kind": )");
   ASSERT_TRUE(res);
@@ -114,11 +113,11 @@ TEST_F(LocalApiTest, ProofWithSignatureAndPhoto) {
   EXPECT_EQ(sha, ToHex(Sha256(jpeg)));
   EXPECT_TRUE(std::filesystem::exists(dir_ / "photos" / sha));
 
-  json proof = {{"order_id", "ORD-9"},
-                {"recipient_name", "Jana Novak"},
-                {"signature",
-                 {{"width", 760}, {"height", 300}, {"strokes", {{{1, 2}, {3, 4}}, {{9, 9}}}}}},
-                {"photo_sha256", sha}};
+  json proof = {
+      {"order_id", "ORD-9"},
+      {"recipient_name", "Jana Novak"},
+      {"signature", {{"width", 760}, {"height", 300}, {"strokes", {{{1, 2}, {3, 4}}, {{9, 9}}}}}},
+      {"photo_sha256", sha}};
   auto res = PostJson("/v1/proofs", proof.dump());
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 201) << res->body;
@@ -131,6 +130,14 @@ TEST_F(LocalApiTest, ProofWithSignatureAndPhoto) {
   EXPECT_EQ(back->signature[0][1], (sync::SignaturePoint{3, 4}));
   EXPECT_EQ(back->photo_bytes, jpeg.size());
   EXPECT_EQ(back->photo_mime, "image/jpeg");
+
+  // What the uploader reads is what the driver's camera gave; once the bridge has it, it goes.
+  Result<std::string> bytes = photos_->Read(*back->photo_sha256);
+  ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
+  EXPECT_EQ(*bytes, jpeg);
+  ASSERT_TRUE(photos_->Remove(*back->photo_sha256).ok());
+  EXPECT_TRUE(photos_->Read(*back->photo_sha256).status().IsNotFound());
+  EXPECT_TRUE(photos_->Remove(*back->photo_sha256).ok()) << "removing twice is harmless";
 }
 
 TEST_F(LocalApiTest, ProofReferencingAMissingPhotoIsRejected) {

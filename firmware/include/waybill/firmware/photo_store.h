@@ -6,9 +6,9 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
 #include <optional>
 #include <span>
-#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -41,6 +41,12 @@ class PhotoStore {
 
   // The stored photo with this digest, or kNotFound.
   Result<PhotoRef> Find(const std::array<uint8_t, 32>& sha256) const;
+
+  // The photo's bytes, as given to Put(). kNotFound if absent, kIOError if unreadable.
+  Result<std::string> Read(const std::array<uint8_t, 32>& sha256) const;
+
+  // Deletes the photo (once the bridge holds it). Removing an absent photo is not an error.
+  Status Remove(const std::array<uint8_t, 32>& sha256);
 
  private:
   std::string dir_;
