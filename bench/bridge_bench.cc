@@ -128,7 +128,7 @@ __attribute__((format(printf, 1, 2))) void Log(const char* format, ...) {
 }
 
 std::string DeviceId(int index) {
-  char id[16];
+  char id[24];
   std::snprintf(id, sizeof id, "bench-%04d", index + 1);
   return id;
 }

@@ -61,7 +61,10 @@ check_package() {
   programs=$(grep '^usr/bin/.' "$tmp/$name.files" | sort | tr '\n' ' ')
   echo "$name: $(field "$deb" Installed-Size) KiB installed; programs: $programs" >&2
   echo "$name: Depends: $depends" >&2
-  dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -qx './postinst' ||
+  # Listed into a file first: `tar | grep -q` under pipefail fails when grep exits early and
+  # tar gets SIGPIPE, which made this check fail at random.
+  dpkg-deb --ctrl-tarfile "$deb" | tar -t >"$tmp/$name.control"
+  grep -qx './postinst' "$tmp/$name.control" ||
     fail "$name: no postinst"
 }
 
@@ -104,7 +107,8 @@ done
 # The packaged programs run from the unpacked package.
 v=$("$root/usr/bin/waybilld" --version) || fail "waybilld --version exits $?"
 [[ $v == *"$version"* ]] || fail "waybilld --version says '$v', the package is $version"
-"$root/usr/bin/waybilld" --help | grep -q -- --board || fail "waybilld --help names no --board"
+"$root/usr/bin/waybilld" --help >"$tmp/waybilld.help"
+grep -q -- --board "$tmp/waybilld.help" || fail "waybilld --help names no --board"
 v=$("$root/usr/bin/waybillctl" --version) || fail "waybillctl --version exits $?"
 [[ $v == *"$version"* ]] || fail "waybillctl --version says '$v'"
 "$root/usr/bin/waybill-bridge" --help >/dev/null || fail "waybill-bridge --help exits $?"
