@@ -61,11 +61,11 @@ check_package() {
   programs=$(grep '^usr/bin/.' "$tmp/$name.files" | sort | tr '\n' ' ')
   echo "$name: $(field "$deb" Installed-Size) KiB installed; programs: $programs" >&2
   echo "$name: Depends: $depends" >&2
-  # Listed into a file first: `tar | grep -q` under pipefail fails when grep exits early and
-  # tar gets SIGPIPE, which made this check fail at random.
-  dpkg-deb --ctrl-tarfile "$deb" | tar -t >"$tmp/$name.control"
-  grep -qx './postinst' "$tmp/$name.control" ||
-    fail "$name: no postinst"
+  # Extracted, not piped: in `dpkg-deb --ctrl-tarfile | tar -t | grep -q` under pipefail, a
+  # reader that stops early (tar at the end-of-archive blocks, grep at its match) can SIGPIPE the
+  # writer, which made this check fail at random.
+  dpkg-deb --control "$deb" "$tmp/$name.control"
+  [[ -x $tmp/$name.control/postinst ]] || fail "$name: no executable postinst"
 }
 
 check_package "$daemon_deb" waybill \
