@@ -14,6 +14,7 @@ void RegisterOutbox(CLI::App& app);     // cmd_outbox.cc
 void RegisterBridge(CLI::App& app);     // cmd_bridge.cc
 void RegisterCa(CLI::App& app);         // cmd_ca.cc
 void RegisterProvision(CLI::App& app);  // cmd_provision.cc
+void RegisterStatus(CLI::App& app);     // cmd_status.cc
 
 int ExitCode();
 void SetExitCode(int code);

@@ -15,6 +15,7 @@ void RegisterAll(CLI::App& app) {
   RegisterBridge(app);
   RegisterCa(app);
   RegisterProvision(app);
+  RegisterStatus(app);
 }
 
 }  // namespace waybill::ctl
