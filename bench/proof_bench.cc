@@ -110,28 +110,34 @@ int main(int argc, char** argv) {
 
   // Device side: what Recorder::RecordProof adds before the append.
   std::string signature;
-  Figure("proof.sign_per_s", Rate(seconds, [&] {
-           signature = (*key)->SignSha256(sync::CanonicalProofBytes("truck-1", proof)).value();
-         }),
+  Figure("proof.sign_per_s",
+         Rate(seconds,
+              [&] {
+                signature = (*key)->SignSha256(sync::CanonicalProofBytes("truck-1", proof)).value();
+              }),
          "1/s");
   proof.device_signature = signature;
 
   // Bridge side: the verifier the store thread uses (certificate cached after the first proof).
   bridge::DeviceCertificates certs((dir / "certs").string(), ca_file);
   bool all_ok = true;
-  Figure("proof.verify_per_s", Rate(seconds, [&] {
-           if (certs.Check("truck-1", proof)) all_ok = false;
-         }),
+  Figure("proof.verify_per_s",
+         Rate(seconds,
+              [&] {
+                if (certs.Check("truck-1", proof)) all_ok = false;
+              }),
          "1/s");
   if (!all_ok) {
     std::fprintf(stderr, "bench_proof: a good proof did not verify\n");
     return 1;
   }
   // A certificate read and chain check (a new or re-provisioned truck's first proof).
-  Figure("proof.certificate_load_per_s", Rate(seconds / 4, [&] {
-           bridge::DeviceCertificates fresh((dir / "certs").string(), ca_file);
-           if (fresh.Check("truck-1", proof)) all_ok = false;
-         }),
+  Figure("proof.certificate_load_per_s",
+         Rate(seconds / 4,
+              [&] {
+                bridge::DeviceCertificates fresh((dir / "certs").string(), ca_file);
+                if (fresh.Check("truck-1", proof)) all_ok = false;
+              }),
          "1/s");
 
   // Ingest of a batch of 50 signed proofs, with and without verification.

@@ -8,8 +8,8 @@
 #include <map>
 #include <span>
 
-#include "waybill/hal/clock.h"
 #include "waybill/bridge/proof_verifier.h"
+#include "waybill/hal/clock.h"
 #include "waybill/hal/log_limit.h"
 #include "waybill/sync/wire.h"
 

@@ -218,9 +218,9 @@ Status Daemon::SetUpProofSigning() {
   // Loaded once: a key that cannot be read now would fail every proof of the day.
   Result<std::unique_ptr<sync::DeviceKey>> key = sync::DeviceKey::Load(path);
   if (!key.ok()) {
-    return Status::InvalidArgument("the key that signs proofs of delivery: " +
-                                   key.status().message() +
-                                   " (fix the file or the [device]/[uplink] key_file setting)");
+    return Status::InvalidArgument(
+        "the key that signs proofs of delivery: " + key.status().message() +
+        " (fix the file or the [device]/[uplink] key_file setting)");
   }
   proof_key_ = std::move(key).value();
   sync::DeviceKey* signer = proof_key_.get();

@@ -172,9 +172,9 @@ Status Validate(const ProofOfDelivery& proof) {
                                    " points, at most " + std::to_string(kMaxSignaturePoints));
   }
   if (proof.device_signature.size() > kMaxDeviceSignatureBytes) {
-    return Status::InvalidArgument("device_signature: " +
-                                   std::to_string(proof.device_signature.size()) +
-                                   " bytes, at most " + std::to_string(kMaxDeviceSignatureBytes));
+    return Status::InvalidArgument(
+        "device_signature: " + std::to_string(proof.device_signature.size()) + " bytes, at most " +
+        std::to_string(kMaxDeviceSignatureBytes));
   }
   if (proof.signature.empty() && !proof.photo_sha256) {
     return Status::InvalidArgument("signature or photo: a proof needs at least one of them");

@@ -415,8 +415,8 @@ class MbedCertificateKey final : public CertificateKey {
                                 signature.size());
     if (ret != 0) {
       return Status::InvalidArgument("signature does not verify with the key of the certificate " +
-                                     path_ + " (serial " + info_.serial_hex + "): " +
-                                     MbedError(ret));
+                                     path_ + " (serial " + info_.serial_hex +
+                                     "): " + MbedError(ret));
     }
     return Status::Ok();
   }

@@ -73,8 +73,8 @@ std::vector<json> ReceivedProofs(const ReceiverProcess& receiver) {
     sqlite3_stmt* s = nullptr;
     sqlite3_prepare_v2(db, "SELECT body FROM requests WHERE path = '/v1/proofs'", -1, &s, nullptr);
     while (s != nullptr && sqlite3_step(s) == SQLITE_ROW) {
-      json body = json::parse(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)), nullptr,
-                              false);
+      json body =
+          json::parse(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)), nullptr, false);
       if (body.is_object()) {
         for (const json& e : body["events"]) out.push_back(e);
       }
@@ -139,9 +139,10 @@ TEST_F(SignedProofTest, OnlyProofsSignedByTheDevicesKeyReachTheBackend) {
   BridgeOptions o;
   o.broker_uri = broker_->uri();
   o.receiver_url = "http://127.0.0.1:" + std::to_string(receiver_->port());
-  o.extra_bridge = "min_event_time_ms = 1000000000000\n"  // the replayed drive is from 2009
-                   "[proofs]\ndevice_certs_dir = \"" +
-                   certs.string() + "\"\nca_file = \"" + pki.ca.string() + "\"\n";
+  o.extra_bridge =
+      "min_event_time_ms = 1000000000000\n"  // the replayed drive is from 2009
+      "[proofs]\ndevice_certs_dir = \"" +
+      certs.string() + "\"\nca_file = \"" + pki.ca.string() + "\"\n";
   BridgeProcess bridge(dir_.File("bridge"), o);
   std::string error;
   ASSERT_TRUE(bridge.Start(&error)) << error;
@@ -156,8 +157,7 @@ TEST_F(SignedProofTest, OnlyProofsSignedByTheDevicesKeyReachTheBackend) {
   daemon.set_device_config("key_file = \"" + pki.device("truck-1").key.string() + "\"\n");
   int port = daemon.Start(20, &error);
   ASSERT_GT(port, 0) << error;
-  EXPECT_NE(daemon.log().find("proofs of delivery are signed"), std::string::npos)
-      << daemon.log();
+  EXPECT_NE(daemon.log().find("proofs of delivery are signed"), std::string::npos) << daemon.log();
 
   httplib::Client kiosk("127.0.0.1", port);
   const std::string name = "Magdalena Huber-Sonnleitner";
@@ -192,10 +192,10 @@ TEST_F(SignedProofTest, OnlyProofsSignedByTheDevicesKeyReachTheBackend) {
   sync::ProofOfDelivery rebuilt = ProofFromJson(p);
   auto cert = sync::CertificateKey::Load(pki.device("truck-1").cert.string());
   ASSERT_TRUE(cert.ok()) << cert.status().ToString();
-  EXPECT_TRUE((*cert)
-                  ->VerifySha256(sync::CanonicalProofBytes("truck-1", rebuilt),
-                                 rebuilt.device_signature)
-                  .ok());
+  EXPECT_TRUE(
+      (*cert)
+          ->VerifySha256(sync::CanonicalProofBytes("truck-1", rebuilt), rebuilt.device_signature)
+          .ok());
 
   // The same signed proof with another recipient, and an unsigned proof, published as truck-1.
   TruckPublisher forger(broker_->uri());
@@ -206,11 +206,11 @@ TEST_F(SignedProofTest, OnlyProofsSignedByTheDevicesKeyReachTheBackend) {
   unsigned_proof.device_signature.clear();
   const uint64_t kTamperedSeq = 900'001, kUnsignedSeq = 900'002;
   forger.Publish(BatchOf(
-      "truck-1", {sync::StoredEvent{kTamperedSeq, sync::EventClass::kProofOfDelivery, now,
-                                    hal::TimeSource::kGnss, sync::EncodeProof(tampered).value()},
-                  sync::StoredEvent{kUnsignedSeq, sync::EventClass::kProofOfDelivery, now,
-                                    hal::TimeSource::kGnss,
-                                    sync::EncodeProof(unsigned_proof).value()}}));
+      "truck-1",
+      {sync::StoredEvent{kTamperedSeq, sync::EventClass::kProofOfDelivery, now,
+                         hal::TimeSource::kGnss, sync::EncodeProof(tampered).value()},
+       sync::StoredEvent{kUnsignedSeq, sync::EventClass::kProofOfDelivery, now,
+                         hal::TimeSource::kGnss, sync::EncodeProof(unsigned_proof).value()}}));
   ASSERT_TRUE(WaitFor(
       [&] {
         return bridge.Metric("waybill_bridge_rejected_total{reason=\"bad_signature\"}") == 1 &&
@@ -219,8 +219,8 @@ TEST_F(SignedProofTest, OnlyProofsSignedByTheDevicesKeyReachTheBackend) {
       15'000))
       << bridge.log();
   // Refused, yet acknowledged: a bad proof does not hold up the truck's queue.
-  EXPECT_TRUE(WaitFor([&] { return forger.Acked(kTamperedSeq) && forger.Acked(kUnsignedSeq); },
-                      10'000));
+  EXPECT_TRUE(
+      WaitFor([&] { return forger.Acked(kTamperedSeq) && forger.Acked(kUnsignedSeq); }, 10'000));
   EXPECT_EQ(bridge.Metric("waybill_bridge_rejected_total{reason=\"unknown_device\"}"), 0);
 
   // The operator's view: both dead-lettered with their reason and the cause.
@@ -257,7 +257,8 @@ TEST_F(SignedProofTest, OnlyProofsSignedByTheDevicesKeyReachTheBackend) {
 
 TEST_F(SignedProofTest, WaybilldRefusesToStartWithAKeyItCannotUse) {
   fs::path bad_key = dir_.File("broken.key");
-  std::ofstream(bad_key) << "-----BEGIN EC PRIVATE KEY-----\nnot a key\n-----END EC PRIVATE KEY-----\n";
+  std::ofstream(bad_key)
+      << "-----BEGIN EC PRIVATE KEY-----\nnot a key\n-----END EC PRIVATE KEY-----\n";
   WaybilldProcess daemon(dir_.File("waybilld"));
   daemon.set_device_id("truck-1");
   daemon.set_device_config("key_file = \"" + bad_key.string() + "\"\n");

@@ -47,8 +47,8 @@ class WaybilldProcess {
     if (config_file_.empty()) {
       std::ofstream(dir_ / "waybill.toml")
           << "[device]\nid = \"" << device_id_ << "\"\n"
-          << device_config_ << "[storage]\ndata_dir = \""
-          << data_dir().string() << "\"\n[api]\nport = 0\n[health]\nperiod_s = 10\n"
+          << device_config_ << "[storage]\ndata_dir = \"" << data_dir().string()
+          << "\"\n[api]\nport = 0\n[health]\nperiod_s = 10\n"
           << extra_config_;
       argv = {"--config", (dir_ / "waybill.toml").string()};
     } else {

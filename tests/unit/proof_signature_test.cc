@@ -67,8 +67,8 @@ TEST(ProofCanonicalBytes, AFixedExampleGivesTheDocumentedBytes) {
       "00000001"  // one stroke
       "00000001"  // of one point
       "00000001"
-      "ffffffff"  // (1, -1)
-      "01"        // a photo:
+      "ffffffff"                                                          // (1, -1)
+      "01"                                                                // a photo:
       "abababababababababababababababababababababababababababababababab"  // its SHA-256
       "0000000000000102"                                                  // 258 bytes
       "0000000a"
@@ -85,8 +85,14 @@ TEST(ProofCanonicalBytes, EveryFieldChangesTheBytes) {
       {"width", [](auto& p) { p.signature_width = 4; }},
       {"height", [](auto& p) { p.signature_height = 3; }},
       {"a point", [](auto& p) { p.signature[0][0].y = 1; }},
-      {"one more point", [](auto& p) { p.signature[0].push_back({2, 2}); }},
-      {"a stroke split in two", [](auto& p) { p.signature = {{{1, -1}}, {{2, 2}}}; }},
+      {"one more point",
+       [](auto& p) {
+         p.signature[0].push_back({2, 2});
+       }},
+      {"a stroke split in two",
+       [](auto& p) {
+         p.signature = {{{1, -1}}, {{2, 2}}};
+       }},
       {"no signature", [](auto& p) { p.signature.clear(); }},
       {"photo hash", [](auto& p) { (*p.photo_sha256)[31] = 0xac; }},
       {"no photo", [](auto& p) { p.photo_sha256.reset(); }},
@@ -199,8 +205,8 @@ TEST_F(SignedProofTest, ASignedProofVerifiesAndATamperedOneDoesNot) {
 
   sync::ProofOfDelivery p = Signed(*key, "truck-1");
   EXPECT_LE(p.device_signature.size(), sync::kMaxDeviceSignatureBytes);
-  EXPECT_TRUE((*cert)->VerifySha256(sync::CanonicalProofBytes("truck-1", p), p.device_signature)
-                  .ok());
+  EXPECT_TRUE(
+      (*cert)->VerifySha256(sync::CanonicalProofBytes("truck-1", p), p.device_signature).ok());
 
   std::vector<std::pair<std::string, std::function<void(sync::ProofOfDelivery&)>>> tampers = {
       {"recipient name", [](auto& q) { q.recipient_name = "Bob"; }},
@@ -311,7 +317,8 @@ TEST_F(SignedProofTest, IngestDeadLettersBadProofsWithTheirReasonAndAcceptsTheRe
   auto key = Provision("truck-7", &pem);
   Register("truck-7", pem);
   bridge::IngestOptions options;
-  options.proofs = std::make_shared<bridge::DeviceCertificates>((dir_ / "certs").string(), CaFile());
+  options.proofs =
+      std::make_shared<bridge::DeviceCertificates>((dir_ / "certs").string(), CaFile());
   int64_t now = NowMs();
   auto event = [&](uint64_t seq, const sync::ProofOfDelivery& p) {
     return sync::StoredEvent{seq, sync::EventClass::kProofOfDelivery, now, hal::TimeSource::kGnss,
@@ -320,8 +327,8 @@ TEST_F(SignedProofTest, IngestDeadLettersBadProofsWithTheirReasonAndAcceptsTheRe
   sync::ProofOfDelivery good = Signed(*key, "truck-7");
   sync::ProofOfDelivery tampered = good;
   tampered.recipient_name = "Mallory";
-  std::string payload = BatchOf("truck-7", {FixAt(1, now), event(2, good), event(3, tampered),
-                                            event(4, Example())});
+  std::string payload =
+      BatchOf("truck-7", {FixAt(1, now), event(2, good), event(3, tampered), event(4, Example())});
   bridge::IngestItem item = bridge::Ingest("fleet/truck-7/up", payload, now, options);
   ASSERT_FALSE(item.message_reason);
   EXPECT_TRUE(item.proofs_verified);

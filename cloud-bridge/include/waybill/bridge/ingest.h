@@ -46,7 +46,8 @@ std::string_view ToString(RejectReason reason);  // "oversized", "malformed", ..
 
 // Why a proof's signature was not accepted.
 struct ProofRefusal {
-  RejectReason reason = RejectReason::kBadSignature;  // kUnsignedProof, kUnknownDevice, kBadSignature
+  RejectReason reason =
+      RejectReason::kBadSignature;  // kUnsignedProof, kUnknownDevice, kBadSignature
   std::string detail;  // the cause, naming the certificate file; never the recipient's name
 };
 

@@ -44,7 +44,9 @@ struct DaemonConfig {
 
   // The key that signs proofs of delivery: [device] key_file, else [uplink] key_file; empty when
   // neither is set (proofs are then recorded unsigned).
-  const std::string& SigningKeyFile() const { return key_file.empty() ? uplink.key_file : key_file; }
+  const std::string& SigningKeyFile() const {
+    return key_file.empty() ? uplink.key_file : key_file;
+  }
 };
 
 // Reads and validates the file. Errors name the file, the key and what is expected.
