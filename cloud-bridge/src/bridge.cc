@@ -13,6 +13,7 @@
 #include "waybill/bridge/inbox.h"
 #include "waybill/bridge/metrics.h"
 #include "waybill/hal/clock.h"
+#include "waybill/sync/pki.h"
 #include "waybill/sync/wire.h"
 
 namespace waybill::bridge {
@@ -196,6 +197,31 @@ void Reply(httplib::Response& res, int status, const json& body) {
                   "application/json");
 }
 
+// The folder and the CA of [proofs], checked once at start so that a typo is a start error rather
+// than a dead letter per proof. The certificates in the folder are read when proofs arrive.
+Status CheckProofsConfig(const ProofsConfig& proofs) {
+  if (proofs.device_certs_dir.empty()) {
+    spdlog::warn(
+        "bridge: proofs of delivery are NOT verified ([proofs] device_certs_dir is not set); "
+        "they are forwarded with \"signature_verified\": false");
+    return Status::Ok();
+  }
+  std::error_code ec;
+  if (!std::filesystem::is_directory(proofs.device_certs_dir, ec)) {
+    return Status::InvalidArgument("proofs.device_certs_dir: " + proofs.device_certs_dir +
+                                   " is not a directory");
+  }
+  auto ca = sync::ReadCertificate(proofs.ca_file);
+  if (!ca.ok()) return Status::InvalidArgument("proofs.ca_file: " + ca.status().message());
+  if (!ca->is_ca) {
+    return Status::InvalidArgument("proofs.ca_file: " + proofs.ca_file + " (" + ca->subject +
+                                   ") is not a CA certificate");
+  }
+  spdlog::info("bridge: proofs of delivery are verified against the certificates in {} (CA {})",
+               proofs.device_certs_dir, ca->subject);
+  return Status::Ok();
+}
+
 bool ConstantTimeEquals(const std::string& a, const std::string& b) {
   if (a.size() != b.size()) return false;
   unsigned char diff = 0;
@@ -210,6 +236,7 @@ Bridge::Bridge(BridgeConfig config) : config_(std::move(config)) {}
 Bridge::~Bridge() { Stop(0); }
 
 Status Bridge::Start() {
+  if (Status s = CheckProofsConfig(config_.proofs); !s.ok()) return s;
   std::error_code ec;
   std::filesystem::create_directories(config_.data_dir, ec);
   if (ec) {

@@ -243,7 +243,9 @@ Result<BridgeConfig> ParseBridgeConfig(std::string_view text, const std::string&
   }
   Reader r(origin);
   BridgeConfig cfg;
-  if (Status s = r.Unknown(root, "", {"bridge", "mqtt", "api", "routes"}); !s.ok()) return s;
+  if (Status s = r.Unknown(root, "", {"bridge", "mqtt", "api", "routes", "proofs"}); !s.ok()) {
+    return s;
+  }
   auto table = [&](const toml::table& parent, const char* key,
                    const std::string& name) -> Result<const toml::table*> {
     const toml::node* n = parent.get(key);
@@ -320,6 +322,22 @@ Result<BridgeConfig> ParseBridgeConfig(std::string_view text, const std::string&
   if (cfg.api.listen.rfind(':') == std::string::npos) {
     return Status::InvalidArgument(origin + ": api.listen: '" + cfg.api.listen +
                                    "' must be host:port");
+  }
+  auto proofs = table(root, "proofs", "proofs");
+  if (!proofs.ok()) return proofs.status();
+  if (const toml::table* t = *proofs) {
+    if (Status s = r.Unknown(*t, "proofs", {"device_certs_dir", "ca_file"}); !s.ok()) return s;
+    if (Status s = r.String(*t, "proofs", "device_certs_dir", &cfg.proofs.device_certs_dir);
+        !s.ok()) {
+      return s;
+    }
+    if (Status s = r.String(*t, "proofs", "ca_file", &cfg.proofs.ca_file); !s.ok()) return s;
+    if (cfg.proofs.device_certs_dir.empty() != cfg.proofs.ca_file.empty()) {
+      return Status::InvalidArgument(
+          r.Where(*t, "proofs") +
+          ": device_certs_dir and ca_file go together (the device certificates must chain to "
+          "the fleet CA)");
+    }
   }
   auto routes = table(root, "routes", "routes");
   if (!routes.ok()) return routes.status();

@@ -8,6 +8,7 @@
 #include <map>
 #include <span>
 
+#include "waybill/bridge/proof_verifier.h"
 #include "waybill/hal/clock.h"
 #include "waybill/hal/log_limit.h"
 #include "waybill/sync/wire.h"
@@ -70,7 +71,8 @@ Consumer::Consumer(const BridgeConfig& config, Inbox* inbox, Metrics* metrics,
       on_stored_(std::move(on_stored)),
       command_listener_impl_(std::make_unique<CommandListener>(inbox, metrics)),
       command_listener_(*command_listener_impl_),
-      ack_listener_(std::make_unique<AckListener>(this)) {}
+      ack_listener_(std::make_unique<AckListener>(this)),
+      proofs_(MakeProofVerifier(config_.proofs)) {}
 
 bool Consumer::TakeAckSlot() {
   std::unique_lock<std::mutex> lk(ack_mu_);
@@ -234,7 +236,7 @@ void Consumer::StoreLoop() {
       }
       space_cv_.notify_all();
     }
-    IngestOptions options{config_.min_event_time_ms, config_.max_future_ms};
+    IngestOptions options{config_.min_event_time_ms, config_.max_future_ms, proofs_};
     std::vector<IngestItem> items;
     items.reserve(group.size());
     for (Received& r : group) {

@@ -18,7 +18,8 @@ using sync::internal::Stmt;
 namespace {
 
 constexpr int kBusyTimeoutMs = 5000;
-constexpr int kSchemaVersion = 1;
+// 2: events.verified (the proof's device signature was checked at ingest).
+constexpr int kSchemaVersion = 2;
 constexpr size_t kMaxResponseBytes = 4096;
 
 constexpr const char* kSchema = R"sql(
@@ -36,7 +37,8 @@ CREATE TABLE IF NOT EXISTS events(
   received_ms INTEGER NOT NULL,
   body BLOB,
   state INTEGER NOT NULL DEFAULT 0,  -- 0 pending, 1 forwarded, 2 dead (a refused request)
-  batch INTEGER);
+  batch INTEGER,
+  verified INTEGER NOT NULL DEFAULT 0);  -- a proof whose device signature was verified
 CREATE UNIQUE INDEX IF NOT EXISTS events_identity ON events(device, seq);
 CREATE INDEX IF NOT EXISTS events_queue ON events(route, lane, id)
   WHERE state = 0 AND batch IS NULL;
@@ -224,6 +226,9 @@ struct Inbox::Impl {
       Bind(s, 8, static_cast<int64_t>(item.historical));
       Bind(s, 9, item.received_ms);
       BindBlob(s, 10, e.body);
+      Bind(s, 11,
+           static_cast<int64_t>(item.proofs_verified &&
+                                e.cls == sync::EventClass::kProofOfDelivery));
       int rc = sqlite3_step(s);
       insert_event.Reset();
       if (rc != SQLITE_DONE) return SqliteStatus(db, rc, "insert an event into the inbox");
@@ -262,6 +267,7 @@ struct Inbox::Impl {
       e.historical = sqlite3_column_int(s, 6) != 0;
       e.received_ms = sqlite3_column_int64(s, 7);
       e.event.body = Text(s, 8);
+      e.signature_verified = sqlite3_column_int(s, 9) != 0;
       events.push_back(std::move(e));
     }
     stmt.Reset();
@@ -362,8 +368,11 @@ Result<std::unique_ptr<Inbox>> Inbox::Open(const InboxOptions& options) {
                                         std::to_string(kSchemaVersion));
     }
     if (*version < kSchemaVersion) {
-      std::string sql = std::string("BEGIN; ") + kSchema +
-                        " PRAGMA user_version = " + std::to_string(kSchemaVersion) + "; COMMIT;";
+      std::string sql = std::string("BEGIN; ") + kSchema;
+      if (*version == 1) {
+        sql += " ALTER TABLE events ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;";
+      }
+      sql += " PRAGMA user_version = " + std::to_string(kSchemaVersion) + "; COMMIT;";
       if (Status s = Exec(db, sql, "create the inbox schema in " + path); !s.ok()) return s;
     }
   }
@@ -433,7 +442,7 @@ Status Inbox::Prepare() {
   } all[] = {
       {&m.insert_event,
        "INSERT OR IGNORE INTO events(device, seq, cls, route, lane, ts_ms, ts_src, historical, "
-       "received_ms, body) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"},
+       "received_ms, body, verified) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"},
       {&m.insert_dead,
        "INSERT OR IGNORE INTO dead_letters(kind, created_ms, last_seen_ms, reason, detail, topic, "
        "device, seq, cls, ts_ms, ts_src, historical, route, batch, http_status, response, "
@@ -446,13 +455,16 @@ Status Inbox::Prepare() {
        "SELECT id, idem_key FROM batches WHERE route = ?1 AND lane % ?3 = ?2 "
        "ORDER BY id LIMIT 1"},
       {&m.select_batch_events,
-       "SELECT id, device, seq, cls, ts_ms, ts_src, historical, received_ms, body FROM events "
+       "SELECT id, device, seq, cls, ts_ms, ts_src, historical, received_ms, body, verified "
+       "FROM events "
        "WHERE batch = ?1 AND state = 0 ORDER BY id"},
       {&m.select_queue,
-       "SELECT id, device, seq, cls, ts_ms, ts_src, historical, received_ms, body FROM events "
+       "SELECT id, device, seq, cls, ts_ms, ts_src, historical, received_ms, body, verified "
+       "FROM events "
        "WHERE route = ?1 AND lane = ?2 AND state = 0 AND batch IS NULL ORDER BY id LIMIT ?3"},
       {&m.select_queue_device,
-       "SELECT id, device, seq, cls, ts_ms, ts_src, historical, received_ms, body FROM events "
+       "SELECT id, device, seq, cls, ts_ms, ts_src, historical, received_ms, body, verified "
+       "FROM events "
        "WHERE route = ?1 AND lane = ?2 AND state = 0 AND batch IS NULL AND device = ?4 "
        "ORDER BY id LIMIT ?3"},
       {&m.insert_batch,

@@ -23,6 +23,12 @@ std::string_view ToString(RejectReason reason) {
       return "delivery_fields";
     case RejectReason::kBody:
       return "body";
+    case RejectReason::kUnsignedProof:
+      return "unsigned_proof";
+    case RejectReason::kUnknownDevice:
+      return "unknown_device";
+    case RejectReason::kBadSignature:
+      return "bad_signature";
   }
   return "unknown";
 }
@@ -32,7 +38,8 @@ namespace {
 // `fix_body_checked`: DecodeBatch built the fix body itself (EncodeFix of the decoded columns),
 // so decoding it again would only spend time on the ingest path.
 std::optional<RejectedEvent> Judge(const sync::StoredEvent& event, int64_t now_ms,
-                                   const IngestOptions& options, bool fix_body_checked) {
+                                   const IngestOptions& options, std::string_view device,
+                                   bool fix_body_checked) {
   auto refuse = [&](RejectReason reason, std::string detail) {
     return RejectedEvent{event, reason, "seq " + std::to_string(event.seq) + ": " + detail};
   };
@@ -80,6 +87,11 @@ std::optional<RejectedEvent> Judge(const sync::StoredEvent& event, int64_t now_m
       if (Status s = sync::Validate(*proof); !s.ok()) {
         return refuse(RejectReason::kProofFields, "proof of delivery: " + s.message());
       }
+      if (options.proofs) {
+        if (std::optional<ProofRefusal> refusal = options.proofs->Check(device, *proof)) {
+          return refuse(refusal->reason, "proof of delivery: " + refusal->detail);
+        }
+      }
       break;
     }
   }
@@ -89,8 +101,8 @@ std::optional<RejectedEvent> Judge(const sync::StoredEvent& event, int64_t now_m
 }  // namespace
 
 std::optional<RejectedEvent> JudgeEvent(const sync::StoredEvent& event, int64_t now_ms,
-                                        const IngestOptions& options) {
-  return Judge(event, now_ms, options, /*fix_body_checked=*/false);
+                                        const IngestOptions& options, std::string_view device) {
+  return Judge(event, now_ms, options, device, /*fix_body_checked=*/false);
 }
 
 IngestItem Ingest(std::string_view topic, std::string_view payload, int64_t received_ms,
@@ -122,8 +134,9 @@ IngestItem Ingest(std::string_view topic, std::string_view payload, int64_t rece
                                                "' on the topic of '" + *device + "'");
   }
   item.historical = batch->historical;
+  item.proofs_verified = options.proofs != nullptr;
   for (sync::StoredEvent& event : batch->events) {
-    if (auto rejected = Judge(event, received_ms, options, /*fix_body_checked=*/true)) {
+    if (auto rejected = Judge(event, received_ms, options, *device, /*fix_body_checked=*/true)) {
       item.rejected.push_back(std::move(*rejected));
     } else {
       item.accepted.push_back(std::move(event));

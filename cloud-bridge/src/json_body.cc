@@ -144,6 +144,24 @@ std::string Hex(const std::array<uint8_t, 32>& bytes) {
   return out;
 }
 
+std::string Base64(std::string_view bytes) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t n = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
+    if (i + 1 < bytes.size())
+      n |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
+    if (i + 2 < bytes.size()) n |= static_cast<unsigned char>(bytes[i + 2]);
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[(n >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kAlphabet[n & 63] : '=';
+  }
+  return out;
+}
+
 void Position(Writer& w, const hal::GnssFix& f) {
   w.Key("position").Open('{');
   w.Key("lat").Fixed(f.lat_e7, 7).Key("lon").Fixed(f.lon_e7, 7);
@@ -168,7 +186,10 @@ void Delivery(Writer& w, const sync::DeliveryEvent& d) {
   w.Close('}');
 }
 
-void Proof(Writer& w, const sync::ProofOfDelivery& p) {
+// The device signature travels with the proof (base64 of its DER) so that the backend keeps the
+// evidence and can check it again itself (docs/PROOFS.md); "signature_verified" says whether this
+// bridge checked it against the device's certificate before forwarding.
+void Proof(Writer& w, const sync::ProofOfDelivery& p, bool signature_verified) {
   w.Key("proof").Open('{');
   w.Key("stop_id").Str(p.stop_id).Key("order_id").Str(p.order_id);
   w.Key("recipient_name").Str(p.recipient_name);
@@ -187,6 +208,8 @@ void Proof(Writer& w, const sync::ProofOfDelivery& p) {
     w.Key("bytes").Int(static_cast<int64_t>(p.photo_bytes)).Key("mime").Str(p.photo_mime);
     w.Close('}');
   }
+  if (!p.device_signature.empty()) w.Key("device_signature").Str(Base64(p.device_signature));
+  w.Key("signature_verified").Bool(signature_verified);
   w.Close('}');
 }
 
@@ -228,7 +251,7 @@ void Event(Writer& w, const InboxEvent& e) {
     }
     case sync::EventClass::kProofOfDelivery: {
       auto p = sync::DecodeProof(e.event.body);
-      p.ok() ? Proof(w, *p) : fail(p.status());
+      p.ok() ? Proof(w, *p, e.signature_verified) : fail(p.status());
       break;
     }
     case sync::EventClass::kHealth: {

@@ -81,7 +81,7 @@ Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string&
   if (!device || !device->get("id")) {
     return Status::InvalidArgument(origin + ": [device] id is required (e.g. id = \"truck-0042\")");
   }
-  if (Status s = r.Unknown(*device, "device", {"id", "board"}); !s.ok()) return s;
+  if (Status s = r.Unknown(*device, "device", {"id", "board", "key_file"}); !s.ok()) return s;
   std::optional<std::string> id = device->get("id")->value<std::string>();
   if (!id || !ValidDeviceId(*id)) {
     return Status::InvalidArgument(
@@ -96,6 +96,14 @@ Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string&
                                      " must be a board name (e.g. \"rpi4\")");
     }
     cfg.board = *board;
+  }
+  if (const toml::node* n = device->get("key_file")) {
+    std::optional<std::string> key = n->value<std::string>();
+    if (!key || key->empty()) {
+      return Status::InvalidArgument(r.Where("device.key_file", *n) +
+                                     " must be the path of the device's private key (PEM)");
+    }
+    cfg.key_file = *key;
   }
 
   if (const toml::table* storage = section("storage")) {

@@ -7,6 +7,8 @@
 #include <filesystem>
 
 #include "waybill/hal/serial.h"
+#include "waybill/sync/pki.h"
+#include "waybill/sync/proof_signature.h"
 
 namespace waybill::firmware {
 
@@ -121,6 +123,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Create(DaemonOptions options, hal::Clock
     Timestamp t = keeper->Now();
     return Stamp{t.ts_ms, t.source};
   });
+  if (Status s = d->SetUpProofSigning(); !s.ok()) return s;
   d->photos_ = std::make_unique<PhotoStore>((data_dir / "photos").string());
   d->manifests_ = std::make_unique<ManifestStore>((data_dir / "manifest.json").string());
   CommandDispatcher::Hooks command_hooks;
@@ -202,6 +205,31 @@ Result<std::unique_ptr<Daemon>> Daemon::Create(DaemonOptions options, hal::Clock
   d->api_ = std::make_unique<LocalApi>(*d->recorder_, *d->photos_, std::move(hooks));
   if (Status s = d->api_->Start(o.config.api_host, o.config.api_port); !s.ok()) return s;
   return d;
+}
+
+Status Daemon::SetUpProofSigning() {
+  const std::string& path = options_.config.SigningKeyFile();
+  if (path.empty()) {
+    spdlog::warn(
+        "no device key ([device] key_file or [uplink] key_file): proofs of delivery are recorded "
+        "unsigned, and a bridge that verifies proofs will dead-letter them");
+    return Status::Ok();
+  }
+  // Loaded once: a key that cannot be read now would fail every proof of the day.
+  Result<std::unique_ptr<sync::DeviceKey>> key = sync::DeviceKey::Load(path);
+  if (!key.ok()) {
+    return Status::InvalidArgument(
+        "the key that signs proofs of delivery: " + key.status().message() +
+        " (fix the file or the [device]/[uplink] key_file setting)");
+  }
+  proof_key_ = std::move(key).value();
+  sync::DeviceKey* signer = proof_key_.get();
+  recorder_->SetProofSigner(
+      [signer, device = options_.config.device_id](const sync::ProofOfDelivery& proof) {
+        return signer->SignSha256(sync::CanonicalProofBytes(device, proof));
+      });
+  spdlog::info("proofs of delivery are signed with the key {}", path);
+  return Status::Ok();
 }
 
 void Daemon::RequestStop() {

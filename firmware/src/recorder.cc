@@ -25,7 +25,21 @@ Result<Recorded> Recorder::RecordDelivery(const sync::DeliveryEvent& event) {
 }
 
 Result<Recorded> Recorder::RecordProof(const sync::ProofOfDelivery& proof) {
-  Result<std::string> body = sync::EncodeProof(proof);
+  if (!proof_signer_) {
+    Result<std::string> body = sync::EncodeProof(proof);
+    if (!body.ok()) return body.status();
+    return Append(sync::EventClass::kProofOfDelivery, now_(), std::move(body).value());
+  }
+  // Sign what was validated: an invalid proof gets its field error, not a signing error.
+  if (Status s = sync::Validate(proof); !s.ok()) return s;
+  sync::ProofOfDelivery signed_proof = proof;
+  Result<std::string> signature = proof_signer_(proof);
+  if (!signature.ok()) {
+    return Status::Unavailable("proof of delivery not stored: signing failed: " +
+                               signature.status().message());
+  }
+  signed_proof.device_signature = std::move(signature).value();
+  Result<std::string> body = sync::EncodeProof(signed_proof);
   if (!body.ok()) return body.status();
   return Append(sync::EventClass::kProofOfDelivery, now_(), std::move(body).value());
 }

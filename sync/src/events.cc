@@ -171,6 +171,11 @@ Status Validate(const ProofOfDelivery& proof) {
     return Status::InvalidArgument("signature: " + std::to_string(points) +
                                    " points, at most " + std::to_string(kMaxSignaturePoints));
   }
+  if (proof.device_signature.size() > kMaxDeviceSignatureBytes) {
+    return Status::InvalidArgument(
+        "device_signature: " + std::to_string(proof.device_signature.size()) + " bytes, at most " +
+        std::to_string(kMaxDeviceSignatureBytes));
+  }
   if (proof.signature.empty() && !proof.photo_sha256) {
     return Status::InvalidArgument("signature or photo: a proof needs at least one of them");
   }
@@ -246,6 +251,12 @@ Result<std::string> EncodeProof(const ProofOfDelivery& proof) {
     msg->has_photo_bytes = true;
     msg->photo_bytes = proof.photo_bytes;
   }
+  if (!proof.device_signature.empty()) {
+    msg->has_device_signature = true;
+    msg->device_signature.size = static_cast<pb_size_t>(proof.device_signature.size());
+    std::memcpy(msg->device_signature.bytes, proof.device_signature.data(),
+                proof.device_signature.size());
+  }
   return Encode(waybill_v1_ProofOfDelivery_fields, *msg);
 }
 
@@ -287,6 +298,10 @@ Result<ProofOfDelivery> DecodeProof(std::string_view bytes) {
     std::memcpy(sha.data(), msg->photo_sha256, 32);
     proof.photo_sha256 = sha;
     proof.photo_bytes = msg->photo_bytes;
+  }
+  if (msg->has_device_signature) {
+    proof.device_signature.assign(reinterpret_cast<const char*>(msg->device_signature.bytes),
+                                  msg->device_signature.size);
   }
   if (Status s = Validate(proof); !s.ok()) {
     return Status::Corruption("proof body is inconsistent: " + s.message());

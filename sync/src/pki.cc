@@ -380,7 +380,61 @@ class MbedDeviceKey final : public DeviceKey {
   std::string path_;
 };
 
+class MbedCertificateKey final : public CertificateKey {
+ public:
+  Status Load(const std::string& path) {
+    if (Status s = ParseCertFile(path, &crt_); !s.ok()) return s;
+    if (mbedtls_pk_get_type(&crt_.ctx.pk) != MBEDTLS_PK_ECKEY ||
+        mbedtls_pk_ec(crt_.ctx.pk)->grp.id != MBEDTLS_ECP_DP_SECP256R1) {
+      return Status::InvalidArgument("certificate " + path + " holds a " +
+                                     std::string(mbedtls_pk_get_name(&crt_.ctx.pk)) +
+                                     " key; device keys are EC P-256");
+    }
+    path_ = path;
+    info_.subject = DnString(&crt_.ctx.subject);
+    std::vector<std::string> cns = CommonNames(&crt_.ctx.subject);
+    if (!cns.empty()) info_.common_name = cns[0];
+    info_.issuer = DnString(&crt_.ctx.issuer);
+    char serial[128];
+    int n = mbedtls_x509_serial_gets(serial, sizeof(serial), &crt_.ctx.serial);
+    if (n > 0) info_.serial_hex.assign(serial, static_cast<size_t>(n));
+    info_.not_before_unix_s = UnixSeconds(crt_.ctx.valid_from);
+    info_.not_after_unix_s = UnixSeconds(crt_.ctx.valid_to);
+    info_.is_ca = crt_.ctx.ca_istrue != 0;
+    return Status::Ok();
+  }
+
+  const CertificateInfo& info() const override { return info_; }
+
+  Status VerifySha256(std::string_view data, std::string_view signature) const override {
+    unsigned char hash[32];
+    mbedtls_sha256_ret(reinterpret_cast<const unsigned char*>(data.data()), data.size(), hash, 0);
+    std::lock_guard<std::mutex> lock(mu_);
+    int ret = mbedtls_pk_verify(&crt_.ctx.pk, MBEDTLS_MD_SHA256, hash, sizeof(hash),
+                                reinterpret_cast<const unsigned char*>(signature.data()),
+                                signature.size());
+    if (ret != 0) {
+      return Status::InvalidArgument("signature does not verify with the key of the certificate " +
+                                     path_ + " (serial " + info_.serial_hex +
+                                     "): " + MbedError(ret));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  mutable Crt crt_;
+  std::string path_;
+  CertificateInfo info_;
+};
+
 }  // namespace
+
+Result<std::unique_ptr<CertificateKey>> CertificateKey::Load(const std::string& cert_path) {
+  auto key = std::make_unique<MbedCertificateKey>();
+  if (Status s = key->Load(cert_path); !s.ok()) return s;
+  return std::unique_ptr<CertificateKey>(std::move(key));
+}
 
 Status WriteFileAtomically(const std::string& path, std::string_view bytes,
                            const FileWriteOptions& options) {

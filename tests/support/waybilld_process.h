@@ -31,6 +31,8 @@ class WaybilldProcess {
   // Extra TOML appended to waybill.toml (e.g. an [uplink] section).
   void set_extra_config(std::string toml) { extra_config_ = std::move(toml); }
   void set_device_id(std::string id) { device_id_ = std::move(id); }
+  // More lines for the [device] section (e.g. key_file = "...").
+  void set_device_config(std::string toml) { device_config_ = std::move(toml); }
   // Starts with this waybill.toml as it is (e.g. one written by `waybillctl provision`) instead
   // of writing one; only the API port is overridden (0: any free port).
   void set_config_file(std::filesystem::path path) { config_file_ = std::move(path); }
@@ -44,8 +46,9 @@ class WaybilldProcess {
     std::vector<std::string> argv;
     if (config_file_.empty()) {
       std::ofstream(dir_ / "waybill.toml")
-          << "[device]\nid = \"" << device_id_ << "\"\n[storage]\ndata_dir = \""
-          << data_dir().string() << "\"\n[api]\nport = 0\n[health]\nperiod_s = 10\n"
+          << "[device]\nid = \"" << device_id_ << "\"\n"
+          << device_config_ << "[storage]\ndata_dir = \"" << data_dir().string()
+          << "\"\n[api]\nport = 0\n[health]\nperiod_s = 10\n"
           << extra_config_;
       argv = {"--config", (dir_ / "waybill.toml").string()};
     } else {
@@ -99,6 +102,7 @@ class WaybilldProcess {
   std::filesystem::path log_;
   std::string extra_config_;
   std::string device_id_ = "it-truck";
+  std::string device_config_;
   std::filesystem::path config_file_;
   ChildProcess child_;  // killed with SIGKILL if still running when this is destroyed
   int port_ = -1;

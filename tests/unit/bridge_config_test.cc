@@ -34,6 +34,33 @@ TEST(BridgeConfig, DefaultsAndRoutes) {
             "http://127.0.0.1:9000/v1/positions");
 }
 
+TEST(BridgeConfig, ProofsNeedTheCertificateFolderAndTheFleetCaTogether) {
+  auto off = ParseBridgeConfig(kRoutes, "bridge.toml");
+  ASSERT_TRUE(off.ok());
+  EXPECT_TRUE(off->proofs.device_certs_dir.empty()) << "not verified unless configured";
+
+  auto on = ParseBridgeConfig(std::string(kRoutes) +
+                                  "[proofs]\ndevice_certs_dir = \"/etc/waybill-bridge/devices\"\n"
+                                  "ca_file = \"/etc/waybill-bridge/fleet-ca.crt\"\n",
+                              "bridge.toml");
+  ASSERT_TRUE(on.ok()) << on.status().ToString();
+  EXPECT_EQ(on->proofs.device_certs_dir, "/etc/waybill-bridge/devices");
+  EXPECT_EQ(on->proofs.ca_file, "/etc/waybill-bridge/fleet-ca.crt");
+
+  auto half = ParseBridgeConfig(
+      std::string(kRoutes) + "[proofs]\ndevice_certs_dir = \"/etc/waybill-bridge/devices\"\n",
+      "bridge.toml");
+  ASSERT_FALSE(half.ok());
+  EXPECT_NE(half.status().message().find("device_certs_dir and ca_file go together"),
+            std::string::npos)
+      << half.status().message();
+  auto typo = ParseBridgeConfig(std::string(kRoutes) + "[proofs]\ndevice_cert_dir = \"/x\"\n",
+                                "bridge.toml");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.status().message().find("proofs.device_cert_dir: unknown key"), std::string::npos)
+      << typo.status().message();
+}
+
 TEST(BridgeConfig, ErrorsNameTheFileLineAndKey) {
   std::string text = std::string("[bridge]\ninstance = \"b1\"\n") + kRoutes;
   text += "[mqtt]\nkeepalive_s = 1\n";

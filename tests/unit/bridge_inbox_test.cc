@@ -214,7 +214,7 @@ TEST_F(InboxTest, ReplayingAnEventDeadLetterStoresItOnlyWhenItNowPasses) {
   IngestItem still;
   still.device = letter.device;
   still.received_ms = now;
-  auto verdict = JudgeEvent(*letter.event, now, {});
+  auto verdict = JudgeEvent(*letter.event, now, {}, letter.device);
   ASSERT_TRUE(verdict);
   still.rejected.push_back(*verdict);
   auto refused = inbox->ReplaceDeadLetter(letter.id, still);

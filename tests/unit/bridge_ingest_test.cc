@@ -82,18 +82,18 @@ TEST(BridgeIngest, RefusesAProofWithoutItsRecipient) {
   sync::StoredEvent proof = ProofAt(9, now);
   // A body that decodes but misses required fields: the stop id only (field 1).
   proof.body = std::string("\x0a\x06stop-1", 8);
-  std::optional<RejectedEvent> verdict = JudgeEvent(proof, now, {});
+  std::optional<RejectedEvent> verdict = JudgeEvent(proof, now, {}, "truck-7");
   ASSERT_TRUE(verdict);
   EXPECT_EQ(verdict->reason, RejectReason::kProofFields);
   EXPECT_NE(verdict->detail.find("seq 9"), std::string::npos);
-  EXPECT_FALSE(JudgeEvent(ProofAt(10, now), now, {})) << "a complete proof passes";
+  EXPECT_FALSE(JudgeEvent(ProofAt(10, now), now, {}, "truck-7")) << "a complete proof passes";
 }
 
 TEST(BridgeIngest, RefusesAnUndecodableDeliveryBody) {
   int64_t now = NowMs();
   sync::StoredEvent d = DeliveryAt(4, now);
   d.body = "\xff\xff";
-  std::optional<RejectedEvent> verdict = JudgeEvent(d, now, {});
+  std::optional<RejectedEvent> verdict = JudgeEvent(d, now, {}, "truck-7");
   ASSERT_TRUE(verdict);
   EXPECT_EQ(verdict->reason, RejectReason::kDeliveryFields);
 }

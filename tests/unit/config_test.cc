@@ -45,7 +45,7 @@ TEST(DaemonConfig, ErrorsNameTheFileTheLineAndTheKey) {
        "waybill.toml:4: quota_mb must be a whole number from 1 to"},
       {"[device]\nid = \"t\"\n[api]\nhost = \"10.0.0.1\"\n", "waybill.toml:4: api.host must be"},
       {"[device]\nid = \"t\"\nidd = 3\n",
-       "waybill.toml: unknown key device.idd (known: board, id)"},
+       "waybill.toml: unknown key device.idd (known: board, id, key_file)"},
       {"[device]\nid = \"t\"\n[stroage]\n", "waybill.toml: unknown key stroage"},
       {"[device\nid = \"t\"\n", "waybill.toml:1:"},
       {"[device]\nid = \"t\"\nboard = 4\n", "waybill.toml:3: device.board must be a board"},
@@ -100,6 +100,35 @@ reconnect_max_s = 20
     ASSERT_FALSE(bad.ok()) << c.uplink;
     EXPECT_NE(bad.status().message().find(c.expected), std::string::npos) << bad.status().message();
   }
+}
+
+TEST(DaemonConfig, ProofsAreSignedWithTheProvisionedKeyUnlessTheDeviceNamesAnother) {
+  const char* provisioned = R"(
+[device]
+id = "truck-9"
+[uplink]
+broker = "ssl://127.0.0.1:8883"
+ca_file = "/etc/waybill/ca.pem"
+cert_file = "/etc/waybill/device.pem"
+key_file = "/etc/waybill/device.key"
+)";
+  Result<DaemonConfig> cfg = ParseDaemonConfig(provisioned, "waybill.toml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->SigningKeyFile(), "/etc/waybill/device.key");
+
+  cfg = ParseDaemonConfig("[device]\nid = \"truck-9\"\nkey_file = \"/etc/waybill/pod.key\"\n",
+                          "waybill.toml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->SigningKeyFile(), "/etc/waybill/pod.key");
+
+  cfg = ParseDaemonConfig("[device]\nid = \"truck-9\"\n", "waybill.toml");
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_EQ(cfg->SigningKeyFile(), "") << "no key: proofs are recorded unsigned";
+
+  cfg = ParseDaemonConfig("[device]\nid = \"truck-9\"\nkey_file = \"\"\n", "waybill.toml");
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_NE(cfg.status().message().find("waybill.toml:3: device.key_file"), std::string::npos)
+      << cfg.status().message();
 }
 
 TEST(DaemonConfig, ApiHostIsLoopbackOrEveryAddressOfAnEmulatedBoard) {

@@ -20,6 +20,7 @@
 #include "waybill/bridge/config.h"
 #include "waybill/bridge/inbox.h"
 #include "waybill/bridge/ingest.h"
+#include "waybill/bridge/proof_verifier.h"
 
 namespace waybill::ctl {
 namespace {
@@ -52,7 +53,8 @@ bool Resolve(const Target& t, std::string* db, bridge::IngestOptions* limits) {
       return false;
     }
     *db = (std::filesystem::path(cfg->data_dir) / "inbox.db").string();
-    *limits = {cfg->min_event_time_ms, cfg->max_future_ms};
+    // A replayed proof is checked like a received one: against the bridge's device certificates.
+    *limits = {cfg->min_event_time_ms, cfg->max_future_ms, bridge::MakeProofVerifier(cfg->proofs)};
   } else {
     *db = t.db;
   }
@@ -197,7 +199,8 @@ void Replay(const Target& t, int64_t id) {
     item.device = d->device;
     item.historical = d->historical;
     item.received_ms = now;
-    if (auto verdict = bridge::JudgeEvent(*d->event, now, limits)) {
+    item.proofs_verified = limits.proofs != nullptr;
+    if (auto verdict = bridge::JudgeEvent(*d->event, now, limits, d->device)) {
       item.rejected.push_back(*verdict);
     } else {
       item.accepted.push_back(*d->event);

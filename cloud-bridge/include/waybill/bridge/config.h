@@ -62,12 +62,21 @@ struct ApiConfig {
   std::string token;  // resolved from token_env / token_file; empty = downlink API disabled
 };
 
+// [proofs]: the device signatures of proofs of delivery (proof_verifier.h, docs/PROOFS.md).
+struct ProofsConfig {
+  // Holds <device id>.pem for every device. Empty: proofs are not verified (and are forwarded
+  // with "signature_verified": false).
+  std::string device_certs_dir;
+  std::string ca_file;  // the fleet CA every device certificate must chain to
+};
+
 struct BridgeConfig {
   std::string data_dir = "/var/lib/waybill-bridge";  // holds inbox.db
   std::string instance = "bridge";                   // names this instance in logs and metrics
   MqttConfig mqtt;
   ApiConfig api;
   RouteConfig routes[kRouteCount];
+  ProofsConfig proofs;
   // Validation of incoming batches.
   int64_t max_future_ms = 86'400'000;  // event times later than now + this are implausible
   int64_t min_event_time_ms = 1'577'836'800'000;  // 2020-01-01: earlier times are implausible

@@ -84,6 +84,7 @@ class Consumer {
   std::unique_ptr<CommandListener> command_listener_impl_;
   mqtt::iaction_listener& command_listener_;
   std::unique_ptr<AckListener> ack_listener_;
+  std::shared_ptr<const ProofVerifier> proofs_;  // null: [proofs] not configured
   std::unique_ptr<mqtt::async_client> client_;
   std::mutex ack_mu_;
   std::condition_variable ack_cv_;

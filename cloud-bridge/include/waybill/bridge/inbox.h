@@ -60,6 +60,7 @@ struct InboxEvent {
   sync::StoredEvent event;
   bool historical = false;
   int64_t received_ms = 0;
+  bool signature_verified = false;  // a proof whose device signature the bridge verified
 };
 
 struct ForwardBatch {

@@ -15,6 +15,9 @@ namespace waybill::firmware {
 struct DaemonConfig {
   std::string device_id;  // [device] id: letters, digits, '-', '_', at most 64
   std::string board;      // [device] board: the board this unit was provisioned for, if set
+  // [device] key_file: the key that signs proofs of delivery; unset, [uplink] key_file (the
+  // provisioned key) does. See SigningKeyFile().
+  std::string key_file;
   std::string data_dir;   // [storage] data_dir: overrides the board's when set
   uint64_t quota_bytes = 256ull << 20;    // [storage] quota_mb
   uint64_t min_free_bytes = 16ull << 20;  // [storage] min_free_mb
@@ -38,6 +41,12 @@ struct DaemonConfig {
     int64_t ack_timeout_ms = 60000;  // unacknowledged batches are sent again after this
     int64_t reconnect_max_s = 300;   // the longest wait between two connect attempts
   } uplink;
+
+  // The key that signs proofs of delivery: [device] key_file, else [uplink] key_file; empty when
+  // neither is set (proofs are then recorded unsigned).
+  const std::string& SigningKeyFile() const {
+    return key_file.empty() ? uplink.key_file : key_file;
+  }
 };
 
 // Reads and validates the file. Errors name the file, the key and what is expected.

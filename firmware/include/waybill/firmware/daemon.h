@@ -31,6 +31,7 @@
 #include "waybill/hal/storage_health.h"
 #include "waybill/hal/watchdog.h"
 #include "waybill/sync/outbox.h"
+#include "waybill/sync/pki.h"
 #include "waybill/sync/uplink.h"
 
 namespace waybill::firmware {
@@ -63,6 +64,9 @@ class Daemon {
 
  private:
   Daemon(DaemonOptions options, hal::Clock& clock, hal::Sleeper& sleeper);
+  // Loads the device key and gives the recorder a signer (see DaemonConfig::SigningKeyFile);
+  // kInvalidArgument naming the file when the key cannot be used.
+  Status SetUpProofSigning();
   void GnssLoop();
   void HandleFix(const hal::GnssFix& fix, int64_t mono_ms);
   Stamp StampFor(const hal::GnssFix& fix, bool gnss_time_accepted, int64_t age_ms);
@@ -77,6 +81,7 @@ class Daemon {
 
   std::unique_ptr<sync::Outbox> outbox_;
   std::unique_ptr<TimeKeeper> time_keeper_;
+  std::unique_ptr<sync::DeviceKey> proof_key_;  // null: proofs are recorded unsigned
   std::unique_ptr<Recorder> recorder_;
   std::unique_ptr<PhotoStore> photos_;
   std::unique_ptr<ManifestStore> manifests_;

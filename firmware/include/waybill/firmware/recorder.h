@@ -37,6 +37,9 @@ class Recorder {
   Result<Recorded> RecordFix(const hal::GnssFix& fix, Stamp stamp);
   // Validates first: kInvalidArgument names the field, and nothing is stored.
   Result<Recorded> RecordDelivery(const sync::DeliveryEvent& event);
+  // Validates, then signs with the proof signer when one is set (the stored body carries the
+  // signature), then appends. If signing fails, nothing is stored and the signer's error is
+  // returned: the caller tells the driver the proof was not taken.
   Result<Recorded> RecordProof(const sync::ProofOfDelivery& proof);
   Result<Recorded> RecordHealth(const sync::Health& health);
 
@@ -45,12 +48,19 @@ class Recorder {
     on_stored_ = std::move(on_stored);
   }
 
+  // Signs a validated proof: returns the DER signature over its canonical bytes
+  // (sync/proof_signature.h). Called from any recording thread: it must be thread-safe.
+  using ProofSigner = std::function<Result<std::string>(const sync::ProofOfDelivery&)>;
+  // Set before recording starts; unset, proofs are stored as given (unsigned).
+  void SetProofSigner(ProofSigner signer) { proof_signer_ = std::move(signer); }
+
  private:
   Result<Recorded> Append(sync::EventClass cls, Stamp stamp, std::string body);
 
   sync::Outbox& outbox_;
   std::function<Stamp()> now_;
   std::function<void(sync::EventClass)> on_stored_;
+  ProofSigner proof_signer_;
 };
 
 }  // namespace waybill::firmware

@@ -49,6 +49,7 @@ inline constexpr size_t kMaxNameBytes = 128;
 inline constexpr size_t kMaxStrokes = 256;
 inline constexpr size_t kMaxSignaturePoints = 4096;
 inline constexpr size_t kMaxMimeBytes = 32;
+inline constexpr size_t kMaxDeviceSignatureBytes = 72;  // DER ECDSA P-256, at its longest
 
 struct DeliveryEvent {
   std::string stop_id;
@@ -78,6 +79,9 @@ struct ProofOfDelivery {
   std::optional<std::array<uint8_t, 32>> photo_sha256;
   uint64_t photo_bytes = 0;
   std::string photo_mime;
+  // DER ECDSA P-256 over SHA-256 of CanonicalProofBytes (proof_signature.h); empty: unsigned.
+  // Not part of what it signs.
+  std::string device_signature;
 };
 
 struct Health {

@@ -94,6 +94,24 @@ struct CertificateInfo {
 // Reads the first certificate of a PEM or DER file.
 Result<CertificateInfo> ReadCertificate(const std::string& path);
 
+// A certificate's public key, for checking signatures made with its private half (the bridge
+// checks proofs of delivery with the device's certificate). Thread-safe: VerifySha256 serialises
+// on an internal mutex (mbedTLS caches curve tables in the key while it verifies).
+class CertificateKey {
+ public:
+  // Reads the first certificate of a PEM or DER file; its key must be EC P-256.
+  static Result<std::unique_ptr<CertificateKey>> Load(const std::string& cert_path);
+  virtual ~CertificateKey() = default;
+
+  virtual const CertificateInfo& info() const = 0;
+  // Ok when `signature` (DER ECDSA) is the signature of the certificate's key over SHA-256 of
+  // `data`; kInvalidArgument naming the certificate otherwise.
+  virtual Status VerifySha256(std::string_view data, std::string_view signature) const = 0;
+
+ protected:
+  CertificateKey() = default;
+};
+
 // Ok when the certificate at `cert_path` chains to a CA in `ca_path` and is valid now (mbedTLS
 // checks validity against the system clock). kFailedPrecondition otherwise, with mbedTLS's
 // reasons ("The certificate is not correctly signed by the trusted CA").
