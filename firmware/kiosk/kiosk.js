@@ -325,6 +325,7 @@
   // ---- Partial ------------------------------------------------------------------------------
 
   function openPartial() {
+    $('partial-title').textContent = 'Partial — ' + stopName(current);
     $('items').value = '1';
     $('save-partial').textContent = 'Save';
     $('save-partial').classList.remove('saved');
@@ -360,6 +361,7 @@
 
   function openFailed() {
     reason = null;
+    $('failed-title').textContent = 'Not delivered — ' + stopName(current);
     for (const b of $('reasons').children) b.setAttribute('aria-pressed', 'false');
     $('save-failed').textContent = 'Save';
     $('save-failed').classList.remove('saved');

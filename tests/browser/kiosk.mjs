@@ -186,6 +186,18 @@ const steps = [
     const second = await page.locator('.stop').nth(1).textContent();
     check(second.includes('Failed: Refused'), 'stop 2 "Failed: Refused", got "' + second + '"');
   }],
+  ['stop 3 partial: 2 items', async () => {
+    await page.locator('.stop').nth(2).click();
+    await page.locator('#do-partial').tap();
+    await page.locator('#items-plus').tap();
+    check(await page.locator('#items').inputValue() === '2', '2 items after +');
+    await page.locator('#save-partial').tap();
+    await page.locator('#partial-message', { hasText: /^Saved on this unit \(#\d+\)$/ }).waitFor();
+    await page.locator('#save-partial').tap();
+    await page.locator('#stop-badge', { hasText: 'Partial (2)' }).waitFor();
+    await page.locator('#stop-screen .back').tap();
+    check((await messageOf('manifest-info')) === '3 of 3 done', '"3 of 3 done"');
+  }],
   ['a unit that stops answering is shown in the header', async () => {
     await page.route('**/v1/status', (route) => route.abort());
     await page.locator('#unreachable').waitFor();

@@ -242,7 +242,8 @@ TEST(KioskBrowser, ADriverDeliversWithASignatureAndTheBackendGetsTheProof) {
   EXPECT_EQ(m["stops"][0]["proof"], true);
   EXPECT_EQ(m["stops"][1]["status"], "failed");
   EXPECT_EQ(m["stops"][1]["reason"], "refused");
-  EXPECT_TRUE(m["stops"][2]["status"].is_null());
+  EXPECT_EQ(m["stops"][2]["status"], "partial");
+  EXPECT_EQ(m["stops"][2]["items"], 2);
 }
 
 }  // namespace

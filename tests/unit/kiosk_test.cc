@@ -112,7 +112,8 @@ TEST(KioskStopStatus, UnknownStopsAndNoManifestAreNotFoundAndChangeNothing) {
   Status unknown = store.Record(Delivery("s9", 2, sync::DeliveryKind::kArrived));
   EXPECT_TRUE(unknown.IsNotFound());
   EXPECT_NE(unknown.message().find("s9"), std::string::npos) << unknown.message();
-  for (const json& s : (*store.Get())["stops"]) EXPECT_TRUE(s["status"].is_null());
+  json after = *store.Get();  // a local: the range of a for loop must outlive it
+  for (const json& s : after["stops"]) EXPECT_TRUE(s["status"].is_null());
   std::filesystem::remove_all(dir);
 }
 
@@ -143,7 +144,8 @@ TEST(KioskStopStatus, ANewManifestKeepsTheStatusOfTheStopsItKeeps) {
   tomorrow.manifest_id = "route-8";
   tomorrow.date = "2025-11-25";
   ASSERT_TRUE(store.Put(tomorrow, kDayMs + 86'400'000).ok());
-  for (const json& s : (*store.Get())["stops"]) EXPECT_TRUE(s["status"].is_null()) << s.dump();
+  json fresh = *store.Get();
+  for (const json& s : fresh["stops"]) EXPECT_TRUE(s["status"].is_null()) << s.dump();
   std::filesystem::remove_all(dir);
 }
 
