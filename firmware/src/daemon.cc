@@ -202,6 +202,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Create(DaemonOptions options, hal::Clock
   };
   hooks.status = [self] { return self->StatusJson(); };
   hooks.manifest = [self] { return self->manifests_->Get(); };
+  hooks.stop_update = [self](const StopUpdate& u) { return self->manifests_->Record(u); };
   d->api_ = std::make_unique<LocalApi>(*d->recorder_, *d->photos_, std::move(hooks));
   if (Status s = d->api_->Start(o.config.api_host, o.config.api_port); !s.ok()) return s;
   return d;

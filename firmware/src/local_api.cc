@@ -5,6 +5,8 @@
 
 #include <chrono>
 
+#include "kiosk_files.h"
+
 namespace waybill::firmware {
 
 namespace {
@@ -75,6 +77,29 @@ void ReplyStoreFailure(httplib::Response& res, const Status& s) {
   int code = s.IsNoSpace() ? 507 : s.IsInvalidArgument() ? 400 : 503;
   ReplyError(res, code, s.IsInvalidArgument() ? FieldOf(s) : "",
              s.IsInvalidArgument() ? s.message() : "not stored: " + s.ToString());
+}
+
+// The kiosk page loads nothing from anywhere but the unit itself; photos are shown from blob: URLs
+// and the signature review from a canvas.
+constexpr const char* kKioskCsp =
+    "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'";
+
+void ServeFile(const EmbeddedFile& file, httplib::Response& res) {
+  res.status = 200;
+  // A firmware update changes the page: the browser asks again every time (loopback is cheap).
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("Content-Security-Policy", kKioskCsp);
+  res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_header("Referrer-Policy", "no-referrer");
+  res.set_content(file.body.data(), file.body.size(), std::string(file.content_type));
+}
+
+const EmbeddedFile* FindKioskFile(std::string_view name) {
+  for (const EmbeddedFile& f : KioskFiles()) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
 }
 
 json Stored(const Recorded& r) {
@@ -201,7 +226,9 @@ void LocalApi::Routes() {
     if (!r.ok()) {
       return ReplyStoreFailure(res, r.status());
     }
-    Reply(res, 201, Stored(*r));
+    json body = Stored(*r);
+    RecordAtStop({ev.stop_id, r->seq, r->stamp.ts_ms, ev.kind, ev.reason, ev.items}, body);
+    Reply(res, 201, body);
   }));
 
   s.Post("/v1/proofs", json_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -210,7 +237,11 @@ void LocalApi::Routes() {
     if (!r.ok()) {
       return ReplyStoreFailure(res, r.status());
     }
-    Reply(res, 201, Stored(*r));
+    json body = Stored(*r);
+    RecordAtStop({proof.stop_id, r->seq, r->stamp.ts_ms, std::nullopt, sync::FailReason::kNone,
+                  std::nullopt},
+                 body);
+    Reply(res, 201, body);
   }));
 
   s.Post("/v1/photos", json_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -239,6 +270,20 @@ void LocalApi::Routes() {
     Reply(res, 200, *manifest);
   });
 
+  s.Get("/", [this](const httplib::Request&, httplib::Response& res) {
+    ++requests_;
+    ServeFile(*FindKioskFile("index.html"), res);
+  });
+  s.Get(R"(/kiosk/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    ++requests_;
+    const EmbeddedFile* file = FindKioskFile(req.matches[1].str());
+    if (!file) {
+      ++rejected_;
+      return ReplyError(res, 404, "", "no such kiosk file: " + req.matches[1].str());
+    }
+    ServeFile(*file, res);
+  });
+
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 404) {
@@ -248,6 +293,16 @@ void LocalApi::Routes() {
                                    std::to_string(PhotoStore::kMaxPhotoBytes) + " bytes");
     }
   });
+}
+
+void LocalApi::RecordAtStop(const StopUpdate& update, json& reply) {
+  if (update.stop_id.empty() || !hooks_.stop_update) return;
+  Status s = hooks_.stop_update(update);
+  reply["stop_recorded"] = s.ok();
+  if (!s.ok() && !s.IsNotFound()) {
+    spdlog::warn("local API: event #{} is stored, but the status of stop {} is not: {}", update.seq,
+                 update.stop_id, s.ToString());
+  }
 }
 
 Status LocalApi::Start(const std::string& host, int port) {

@@ -6,7 +6,10 @@
 //                          "signature":{"width","height","strokes":[[[x,y],...],...]},
 //                          "photo_sha256"}                                       -> 201 {"seq",...}
 //   GET  /v1/status       GNSS, outbox depth by class, storage, counters
-//   GET  /v1/manifest     the day's stops as sent down by the backend
+//   GET  /v1/manifest     the day's stops as sent down by the backend, each with the status the
+//                         driver's events gave it
+//   GET  /               the kiosk page (docs/KIOSK.md), and its files under /kiosk/<file>,
+//                         compiled into the program
 //
 // A 2xx answer means the event is on disk (the outbox commit, or the photo file, was synced).
 // A bad request gets 400 with {"error": "...", "field": "..."} naming the field; nothing is
@@ -22,6 +25,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "waybill/firmware/manifest_store.h"
 #include "waybill/firmware/photo_store.h"
 #include "waybill/firmware/recorder.h"
 #include "waybill/hal/gnss_fix.h"
@@ -39,6 +43,10 @@ struct LocalApiHooks {
   std::function<nlohmann::json()> status;
   // The day's manifest for GET /v1/manifest; nullopt: none received yet (404).
   std::function<std::optional<nlohmann::json>()> manifest;
+  // Called once a delivery event or a proof with a stop_id is stored, to keep the stop's status
+  // for the stop list (ManifestStore::Record). A failure does not undo the stored event: the
+  // answer still is 201, with "stop_recorded": false.
+  std::function<Status(const StopUpdate&)> stop_update;
 };
 
 class LocalApi {
@@ -58,6 +66,8 @@ class LocalApi {
 
  private:
   void Routes();
+  // Passes a stored event to hooks_.stop_update and says in `reply` whether the stop kept it.
+  void RecordAtStop(const StopUpdate& update, nlohmann::json& reply);
 
   Recorder& recorder_;
   PhotoStore& photos_;
