@@ -16,6 +16,9 @@ struct DaemonConfig {
   std::string device_id;  // [device] id: letters, digits, '-', '_', at most 64
   std::string board;      // [device] board: the board this unit was provisioned for, if set
   std::string data_dir;   // [storage] data_dir: overrides the board's when set
+  // [storage] data_key_file: the key that seals personal data at rest (docs/PERSONAL-DATA.md);
+  // empty: <data_dir>/data.key. Created on the first start when missing.
+  std::string data_key_file;
   uint64_t quota_bytes = 256ull << 20;    // [storage] quota_mb
   uint64_t min_free_bytes = 16ull << 20;  // [storage] min_free_mb
   std::string api_host = "127.0.0.1";     // [api] host
