@@ -849,7 +849,8 @@ Result<int64_t> Inbox::PruneDeadLetters(int64_t letters_before_ms, int64_t orpha
   Status s = m.InTransaction([&]() -> Status {
     if (letters_before_ms > 0) {
       std::string sql =
-          "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE last_seen_ms < " +
+          "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters "
+          "WHERE last_seen_ms < " +
           std::to_string(letters_before_ms) + " ORDER BY id LIMIT " + std::to_string(limit) + ")";
       if (Status st = Exec(m.db, sql, "prune dead letters"); !st.ok()) return st;
       deleted += sqlite3_changes(m.db);

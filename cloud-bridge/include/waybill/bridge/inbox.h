@@ -185,8 +185,7 @@ class Inbox {
   // events (bodies of a refused request) whose dead letter is gone, received before
   // `orphans_before_ms`. At most `limit` rows of each per call, one transaction. Returns how many
   // rows were deleted in all.
-  Result<int64_t> PruneDeadLetters(int64_t letters_before_ms, int64_t orphans_before_ms,
-                                   int limit);
+  Result<int64_t> PruneDeadLetters(int64_t letters_before_ms, int64_t orphans_before_ms, int limit);
 
   // Commands for the downlink.
   Status PutCommand(const Command& command);
