@@ -259,7 +259,7 @@ Result<BridgeConfig> ParseBridgeConfig(std::string_view text, const std::string&
   if (const toml::table* t = *bridge ? *bridge : &kEmpty) {
     if (Status s = r.Unknown(*t, "bridge",
                              {"data_dir", "instance", "max_future_ms", "min_event_time_ms",
-                              "dedup_window_h", "ingest_queue"});
+                              "dedup_window_h", "ingest_queue", "dead_letter_retention_h"});
         !s.ok()) {
       return s;
     }
@@ -275,6 +275,11 @@ Result<BridgeConfig> ParseBridgeConfig(std::string_view text, const std::string&
       return s;
     }
     if (Status s = r.Int(*t, "bridge", "dedup_window_h", 1, 24 * 365, &cfg.dedup_window_h);
+        !s.ok()) {
+      return s;
+    }
+    if (Status s = r.Int(*t, "bridge", "dead_letter_retention_h", 0, 24 * 3650,
+                         &cfg.dead_letter_retention_h);
         !s.ok()) {
       return s;
     }

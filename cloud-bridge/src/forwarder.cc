@@ -196,6 +196,18 @@ void Forwarder::Run() {
       } else if (*pruned > 0) {
         spdlog::info("forward: pruned {} forwarded events past the dedup window", *pruned);
       }
+      // Refused input holds personal data in its raw bytes: kept only as long as configured.
+      int64_t letters_before =
+          m.config.dead_letter_retention_h > 0
+              ? hal::Clock::System().wall_ms() - m.config.dead_letter_retention_h * 3'600'000
+              : 0;
+      auto dead = m.inbox->PruneDeadLetters(letters_before, before, 20'000);
+      if (!dead.ok()) {
+        spdlog::warn("forward: pruning dead letters failed: {}", dead.status().message());
+      } else if (*dead > 0) {
+        spdlog::info("forward: deleted {} dead letters and dead events past their retention",
+                     *dead);
+      }
       next_prune_ms = now + (pruned.ok() && *pruned == 20'000 ? 1000 : 600'000);
     }
     bool stopping = stopping_.load();

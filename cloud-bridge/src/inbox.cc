@@ -355,7 +355,7 @@ Result<std::unique_ptr<Inbox>> Inbox::Open(const InboxOptions& options) {
   if (!options.read_only) {
     if (Status s = Exec(db,
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
-                        "PRAGMA foreign_keys = OFF;",
+                        "PRAGMA foreign_keys = OFF; PRAGMA secure_delete = FAST;",
                         "set up the inbox " + path);
         !s.ok()) {
       return s;
@@ -851,6 +851,33 @@ Result<int64_t> Inbox::PruneForwarded(int64_t before_ms, int limit) {
       std::to_string(before_ms) + " ORDER BY id LIMIT " + std::to_string(limit) + ")";
   if (Status s = Exec(m.db, sql, "prune forwarded events"); !s.ok()) return s;
   return static_cast<int64_t>(sqlite3_changes(m.db));
+}
+
+Result<int64_t> Inbox::PruneDeadLetters(int64_t letters_before_ms, int64_t orphans_before_ms,
+                                        int limit) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lk(m.mu);
+  int64_t deleted = 0;
+  Status s = m.InTransaction([&]() -> Status {
+    if (letters_before_ms > 0) {
+      std::string sql =
+          "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters "
+          "WHERE last_seen_ms < " +
+          std::to_string(letters_before_ms) + " ORDER BY id LIMIT " + std::to_string(limit) + ")";
+      if (Status st = Exec(m.db, sql, "prune dead letters"); !st.ok()) return st;
+      deleted += sqlite3_changes(m.db);
+    }
+    std::string sql =
+        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE state = 2 AND received_ms < " +
+        std::to_string(orphans_before_ms) +
+        " AND batch NOT IN (SELECT batch FROM dead_letters WHERE batch != 0) ORDER BY id LIMIT " +
+        std::to_string(limit) + ")";
+    if (Status st = Exec(m.db, sql, "prune dead events"); !st.ok()) return st;
+    deleted += sqlite3_changes(m.db);
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return deleted;
 }
 
 namespace {

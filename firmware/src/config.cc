@@ -107,9 +107,18 @@ Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string&
   }
 
   if (const toml::table* storage = section("storage")) {
-    if (Status s = r.Unknown(*storage, "storage", {"data_dir", "quota_mb", "min_free_mb"});
+    if (Status s = r.Unknown(*storage, "storage",
+                             {"data_dir", "quota_mb", "min_free_mb", "data_key_file"});
         !s.ok()) {
       return s;
+    }
+    if (const toml::node* n = storage->get("data_key_file")) {
+      std::optional<std::string> file = n->value<std::string>();
+      if (!file || file->empty()) {
+        return Status::InvalidArgument(r.Where("storage.data_key_file", *n) +
+                                       " must be a path (e.g. \"/etc/waybill/data.key\")");
+      }
+      cfg.data_key_file = *file;
     }
     if (const toml::node* n = storage->get("data_dir")) {
       std::optional<std::string> dir = n->value<std::string>();

@@ -9,6 +9,7 @@
 #include "waybill/hal/serial.h"
 #include "waybill/sync/pki.h"
 #include "waybill/sync/proof_signature.h"
+#include "waybill/sync/data_key.h"
 
 namespace waybill::firmware {
 
@@ -107,8 +108,20 @@ Result<std::unique_ptr<Daemon>> Daemon::Create(DaemonOptions options, hal::Clock
   if (!tk.ok()) return tk.status();
   d->time_keeper_ = std::move(tk).value();
 
+  // Personal data at rest (proofs, deliveries, photos) is sealed with this key. A key file that
+  // others may read, or that is damaged, stops the start: sealing with it would protect nothing.
+  std::string key_file =
+      o.config.data_key_file.empty() ? (data_dir / "data.key").string() : o.config.data_key_file;
+  Result<std::unique_ptr<sync::DataKey>> data_key = sync::DataKey::LoadOrCreate(key_file);
+  if (!data_key.ok()) {
+    return Status::FailedPrecondition("[storage] data_key_file: " + data_key.status().message());
+  }
+  std::shared_ptr<const sync::DataKey> key(std::move(data_key).value());
+  spdlog::info("personal data at rest sealed with data key {} ({})", key->KeyIdHex(), key_file);
+
   sync::OutboxOptions ob;
   ob.path = (data_dir / "outbox.db").string();
+  ob.data_key = key;
   ob.quota_bytes = o.config.quota_bytes;
   ob.min_free_bytes = o.config.min_free_bytes;
   Result<std::unique_ptr<sync::Outbox>> outbox = sync::Outbox::Open(ob);
@@ -124,7 +137,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Create(DaemonOptions options, hal::Clock
     return Stamp{t.ts_ms, t.source};
   });
   if (Status s = d->SetUpProofSigning(); !s.ok()) return s;
-  d->photos_ = std::make_unique<PhotoStore>((data_dir / "photos").string());
+  d->photos_ = std::make_unique<PhotoStore>((data_dir / "photos").string(), key);
   d->manifests_ = std::make_unique<ManifestStore>((data_dir / "manifest.json").string());
   CommandDispatcher::Hooks command_hooks;
   command_hooks.apply_config = [self = d.get()](const RuntimeConfig& cfg) {
@@ -462,6 +475,7 @@ nlohmann::json Daemon::StatusJson() {
                  {"evicted", ob.evicted},
                  {"refused", ob.refused},
                  {"burned", ob.burned},
+                 {"unopenable", ob.unopenable},
                  {"alarms", ob.alarms}};
   if (uplink_) {
     sync::UplinkStats u = uplink_->Stats();

@@ -52,6 +52,23 @@ json ParseBody(const httplib::Request& req) {
   return body;
 }
 
+// A refusal's message for the log: whatever it quotes of the request ("\"Zdenka\" is not one of
+// ...") is replaced, since a driver can type a recipient's name into any field. The client's
+// answer keeps the quote: the kiosk sees its own input.
+std::string RedactQuoted(const std::string& message) {
+  std::string out;
+  bool quoted = false;
+  for (char c : message) {
+    if (c == '"') {
+      if (!quoted) out += "\"<redacted>\"";
+      quoted = !quoted;
+    } else if (!quoted) {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
 // Status messages from sync::Validate start with the field name: "order_id: 80 bytes, ...".
 std::string FieldOf(const Status& s) {
   auto colon = s.message().find(':');
@@ -206,7 +223,7 @@ void LocalApi::Routes() {
         handle(req, res);
       } catch (const FieldError& e) {
         spdlog::warn("local API: rejected {} {}: {}{}{}", req.method, req.path, e.field,
-                     e.field.empty() ? "" : ": ", e.message);
+                     e.field.empty() ? "" : ": ", RedactQuoted(e.message));
         ReplyError(res, 400, e.field, e.message);
       }
       if (res.status >= 400 && res.status < 500) ++rejected_;

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "waybill/sync/data_key.h"
+
 namespace waybill::firmware {
 
 namespace {
@@ -17,6 +19,22 @@ std::string_view DetectMime(std::string_view bytes) {
   if (bytes.size() >= 3 && bytes.substr(0, 3) == "\xFF\xD8\xFF") return "image/jpeg";
   if (bytes.size() >= 8 && bytes.substr(0, 8) == "\x89PNG\r\n\x1a\n") return "image/png";
   return "";
+}
+
+// The type byte in front of a sealed photo. Never the first byte of a JPEG (0xFF) or PNG (0x89).
+constexpr uint8_t kSealedJpeg = 1;
+constexpr uint8_t kSealedPng = 2;
+
+std::string_view MimeOfCode(uint8_t code) {
+  return code == kSealedJpeg ? "image/jpeg" : code == kSealedPng ? "image/png" : "";
+}
+
+bool IsSealedPhoto(std::string_view head) {
+  return !head.empty() && !MimeOfCode(static_cast<uint8_t>(head[0])).empty();
+}
+
+std::string PhotoAad(const std::array<uint8_t, 32>& sha256, std::string_view mime) {
+  return "waybill photo:" + ToHex(sha256) + ":" + std::string(mime);
 }
 
 Status ErrnoStatus(const std::string& what, int err) {
@@ -81,7 +99,8 @@ std::array<uint8_t, 32> Sha256(std::string_view bytes) {
   return out;
 }
 
-PhotoStore::PhotoStore(std::string dir) : dir_(std::move(dir)) {
+PhotoStore::PhotoStore(std::string dir, std::shared_ptr<const sync::DataKey> data_key)
+    : dir_(std::move(dir)), data_key_(std::move(data_key)) {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
 }
@@ -102,10 +121,18 @@ Result<PhotoRef> PhotoStore::Put(std::string_view bytes) {
   ref.path = dir_ + "/" + ToHex(ref.sha256);
   if (::access(ref.path.c_str(), F_OK) == 0) return ref;
 
+  std::string stored;
+  if (data_key_) {
+    Result<std::string> sealed = data_key_->Seal(bytes, PhotoAad(ref.sha256, ref.mime));
+    if (!sealed.ok()) return Status::IOError("photo not stored: " + sealed.status().message());
+    stored.reserve(1 + sealed->size());
+    stored.push_back(static_cast<char>(mime == "image/png" ? kSealedPng : kSealedJpeg));
+    stored += *sealed;
+  }
   std::string tmp = ref.path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return ErrnoStatus("create " + tmp, errno);
-  Status s = WriteAll(fd, bytes, tmp);
+  Status s = WriteAll(fd, data_key_ ? std::string_view(stored) : bytes, tmp);
   if (s.ok() && ::fdatasync(fd) != 0) s = ErrnoStatus("fdatasync " + tmp, errno);
   ::close(fd);
   if (s.ok() && ::rename(tmp.c_str(), ref.path.c_str()) != 0) {
@@ -133,7 +160,15 @@ Result<PhotoRef> PhotoStore::Find(const std::array<uint8_t, 32>& sha256) const {
   if (fd >= 0) {
     ssize_t n = ::read(fd, head, sizeof head);
     ::close(fd);
-    ref.mime = std::string(DetectMime(std::string_view(head, n > 0 ? size_t(n) : 0)));
+    std::string_view got(head, n > 0 ? size_t(n) : 0);
+    if (IsSealedPhoto(got)) {
+      // Taken from the type byte, not sniffed from the sealed bytes.
+      ref.mime = std::string(MimeOfCode(static_cast<uint8_t>(got[0])));
+      constexpr uint64_t kOverhead = 1 + sync::kSealedOverheadBytes;
+      ref.bytes = ref.bytes > kOverhead ? ref.bytes - kOverhead : 0;
+    } else {
+      ref.mime = std::string(DetectMime(got));
+    }
   }
   return ref;
 }
@@ -161,7 +196,21 @@ Result<std::string> PhotoStore::Read(const std::array<uint8_t, 32>& sha256) cons
     bytes.append(buf, static_cast<size_t>(n));
   }
   ::close(fd);
-  return bytes;
+  if (!IsSealedPhoto(bytes)) return bytes;
+  if (!data_key_) {
+    return Status::FailedPrecondition("photo " + ToHex(sha256) +
+                                      " is sealed and this store has no data key to open it");
+  }
+  std::string_view mime = MimeOfCode(static_cast<uint8_t>(bytes[0]));
+  Result<std::string> opened =
+      data_key_->Open(std::string_view(bytes).substr(1), PhotoAad(sha256, mime));
+  if (!opened.ok()) {
+    return Status::Corruption("photo " + ToHex(sha256) + ": " + opened.status().message());
+  }
+  if (Sha256(*opened) != sha256) {
+    return Status::Corruption("photo " + ToHex(sha256) + " opened to bytes of another digest");
+  }
+  return opened;
 }
 
 Status PhotoStore::Remove(const std::array<uint8_t, 32>& sha256) {

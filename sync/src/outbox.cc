@@ -93,6 +93,7 @@
 #include "outbox_schema.h"
 #include "seq_lease.h"
 #include "sqlite_util.h"
+#include "waybill/sync/data_key.h"
 
 namespace waybill::sync {
 namespace {
@@ -104,6 +105,10 @@ using internal::Stmt;
 
 constexpr uint64_t kLeaseBlock = 1ull << 16;
 constexpr size_t kMaxBodyBytes = 1u << 20;
+// Deleted rows are overwritten with zeros, also on pages that go to the free list (ON, not FAST:
+// FAST leaves free-list pages as they were, and a proof with a signature spans overflow pages
+// that are freed whole). Its cost on the fix path is measured in docs/ARCHITECTURE.md.
+constexpr const char* kSecureDelete = "ON";
 constexpr int kCheckpointFrames = 1000;
 constexpr int64_t kJournalSizeLimitBytes = 8ll << 20;
 constexpr int kBusyTimeoutMs = 5000;
@@ -113,6 +118,9 @@ constexpr int64_t kEvictionChunkMax = 16384;
 // Quota estimate of what a row costs beyond its body: cell header, key, timestamps, pointer.
 constexpr uint64_t kRowOverheadBytes = 40;
 constexpr size_t kMaxAlarms = 32;
+// Unopenable sealed events: each of the first few is logged, then one in this many.
+constexpr uint64_t kUnopenableLogFirst = 8;
+constexpr uint64_t kUnopenableLogEvery = 100;
 
 int64_t NowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -228,6 +236,7 @@ class OutboxImpl final : public Outbox {
   Status ExtendLeaseLocked(uint64_t end_seq);
   void NoteErrorLocked(const Status& s);
   void RaiseAlarmLocked(const std::string& alarm);
+  void NoteUnopenableLocked(const StoredEvent& e, const Status& why);
   Status StepDone(Stmt& stmt, std::string_view what);
   Status RollbackLocked();
 
@@ -265,12 +274,16 @@ class OutboxImpl final : public Outbox {
   uint64_t first_seq_ = 1;  // first sequence of this open: CorrectTime's boundary
   uint64_t by_class_[5] = {};
   uint64_t commits_ = 0, appends_ = 0, evicted_ = 0, refused_ = 0, burned_ = 0;
+  uint64_t unopenable_count_ = 0;
   std::vector<std::string> alarms_;
   bool recovered_ = false;       // a corrupt file was moved aside since open
   bool full_episode_ = false;    // refusing fixes for lack of space
   bool disk_full_hint_ = false;  // SQLite reported SQLITE_FULL: do not grow the file
   int wal_frames_ = 0;
   std::unordered_set<uint64_t> claimed_;
+  // Sealed events that would not open: skipped by Claim until the next open of the outbox (a
+  // restart with the right key file sends them).
+  std::unordered_set<uint64_t> unopenable_;
   // Every fix below this sequence is claimed or gone, so Claim starts its walk of `fixes` here:
   // a backlog drain keeps up to a hundred thousand claimed rows at the front of the table, and
   // stepping over all of them again for every batch cost most of the uplink's time. Lowered by
@@ -398,7 +411,9 @@ Status OutboxImpl::OpenAndCheckLocked(uint64_t* meta_next_seq) {
   if (!s.ok()) return s;
   s = Exec(db_,
            "PRAGMA synchronous = FULL; PRAGMA journal_size_limit = " +
-               std::to_string(kJournalSizeLimitBytes) + "; PRAGMA cell_size_check = ON;",
+               std::to_string(kJournalSizeLimitBytes) +
+               "; PRAGMA cell_size_check = ON; PRAGMA secure_delete = " +
+               (options_.secure_delete ? kSecureDelete : "OFF") + ";",
            "configure outbox " + path);
   if (!s.ok()) return s;
   auto mode = QueryInt(db_, "SELECT journal_mode = 'wal' FROM pragma_journal_mode",
@@ -618,6 +633,24 @@ void OutboxImpl::RaiseAlarmLocked(const std::string& alarm) {
   spdlog::error("outbox {}: {}", options_.path, alarm);
   if (alarms_.size() == kMaxAlarms) alarms_.erase(alarms_.begin());
   alarms_.push_back(alarm);
+}
+
+// One event lost to this process is better than all of them: the others go on being sent, this
+// one stays in the file (a restart with the right key file sends it) and is named in the log.
+void OutboxImpl::NoteUnopenableLocked(const StoredEvent& e, const Status& why) {
+  unopenable_.insert(e.seq);
+  ++unopenable_count_;
+  std::string what = std::string(ToString(e.cls)) + " event " + std::to_string(e.seq) +
+                     " cannot be opened: " + why.message();
+  if (unopenable_count_ == 1) {
+    RaiseAlarmLocked("sealed events cannot be opened (the first: " + what +
+                     "); they stay in the outbox, unsent, and the others go on; a restart with "
+                     "the data key that sealed them sends them (count: outbox.unopenable)");
+  } else if (unopenable_count_ <= kUnopenableLogFirst ||
+             unopenable_count_ % kUnopenableLogEvery == 0) {
+    spdlog::error("outbox {}: {}; kept, not sent ({} such events since open)", options_.path, what,
+                  unopenable_count_);
+  }
 }
 
 Status OutboxImpl::StepDone(Stmt& stmt, std::string_view what) {
@@ -973,6 +1006,16 @@ Result<uint64_t> OutboxImpl::Append(const NewEvent& event) {
 void OutboxImpl::AppendAsync(NewEvent event, std::function<void(Result<uint64_t>)> done) {
   Pending p;
   p.invalid = Validate(event);
+  // Sealed here, on the caller's thread, so that the writer's transaction does not wait for it.
+  if (p.invalid.ok() && options_.data_key && IsSealedClass(event.cls)) {
+    Result<std::string> sealed = options_.data_key->Seal(event.body, SealedBodyAad(event.cls));
+    if (sealed.ok()) {
+      event.body = std::move(sealed).value();
+    } else {
+      p.invalid = Status::IOError(std::string(ToString(event.cls)) +
+                                  " event not stored: " + sealed.status().message());
+    }
+  }
   p.event = std::move(event);
   p.done = std::move(done);
   Enqueue(std::move(p));
@@ -996,7 +1039,9 @@ Status OutboxImpl::ReadRows(Stmt& stmt, size_t max_events, std::optional<uint64_
   while (out->size() < max_events && (rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
     auto seq = static_cast<uint64_t>(sqlite3_column_int64(stmt.get(), 0));
     if (last_seq != nullptr) *last_seq = seq;
-    if (claimed_.count(seq) != 0 || (skip && *skip == seq)) continue;
+    if (claimed_.count(seq) != 0 || unopenable_.count(seq) != 0 || (skip && *skip == seq)) {
+      continue;
+    }
     StoredEvent e;
     e.seq = seq;
     e.cls = static_cast<EventClass>(sqlite3_column_int(stmt.get(), 1));
@@ -1005,6 +1050,14 @@ Status OutboxImpl::ReadRows(Stmt& stmt, size_t max_events, std::optional<uint64_
     const void* body = sqlite3_column_blob(stmt.get(), 4);
     int body_len = sqlite3_column_bytes(stmt.get(), 4);
     if (body != nullptr && body_len > 0) e.body.assign(static_cast<const char*>(body), body_len);
+    if (IsSealedClass(e.cls) && IsSealed(e.body)) {
+      Result<std::string> opened = OpenStoredBody(options_.data_key.get(), e.cls, e.body);
+      if (!opened.ok()) {
+        NoteUnopenableLocked(e, opened.status());
+        continue;
+      }
+      e.body = std::move(opened).value();
+    }
     out->push_back(std::move(e));
   }
   Status s = (rc == SQLITE_ROW || rc == SQLITE_DONE)
@@ -1148,6 +1201,7 @@ OutboxStats OutboxImpl::Stats() {
   st.evicted = evicted_;
   st.refused = refused_;
   st.burned = burned_;
+  st.unopenable = unopenable_count_;
   st.alarms = alarms_;
   if (!EnsureOpenLocked().ok()) return st;
   if (auto live = LiveBytesLocked(); live.ok()) st.bytes = *live;

@@ -9,6 +9,7 @@
 #include "outbox_schema.h"
 #include "seq_lease.h"
 #include "sqlite_util.h"
+#include "waybill/sync/data_key.h"
 
 namespace waybill::sync {
 namespace {
@@ -18,7 +19,8 @@ using internal::SqliteStatus;
 
 class OutboxReaderImpl final : public OutboxReader {
  public:
-  OutboxReaderImpl(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+  OutboxReaderImpl(std::string path, sqlite3* db, std::shared_ptr<const DataKey> data_key)
+      : path_(std::move(path)), db_(db), data_key_(std::move(data_key)) {}
   ~OutboxReaderImpl() override { sqlite3_close_v2(db_); }
 
   Result<OutboxSummary> Summary() override;
@@ -45,6 +47,7 @@ class OutboxReaderImpl final : public OutboxReader {
 
   const std::string path_;
   sqlite3* db_;
+  const std::shared_ptr<const DataKey> data_key_;
 };
 
 Result<OutboxSummary> OutboxReaderImpl::Summary() {
@@ -135,6 +138,12 @@ Status OutboxReaderImpl::ForEach(std::optional<EventClass> cls, uint64_t limit,
       const void* body = sqlite3_column_blob(stmt, 4);
       int len = sqlite3_column_bytes(stmt, 4);
       if (body != nullptr && len > 0) e.body.assign(static_cast<const char*>(body), len);
+      if (data_key_ && IsSealed(e.body)) {
+        if (Result<std::string> opened = OpenStoredBody(data_key_.get(), e.cls, e.body);
+            opened.ok()) {
+          e.body = std::move(opened).value();
+        }
+      }
       if (!fn(e)) {
         rc = SQLITE_DONE;
         break;
@@ -149,7 +158,8 @@ Status OutboxReaderImpl::ForEach(std::optional<EventClass> cls, uint64_t limit,
 }  // namespace
 
 Result<std::unique_ptr<OutboxReader>> OutboxReader::Open(const std::string& path,
-                                                         int busy_timeout_ms) {
+                                                         int busy_timeout_ms,
+                                                         std::shared_ptr<const DataKey> data_key) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     return Status::NotFound("outbox " + path + ": " + std::strerror(errno));
@@ -173,7 +183,7 @@ Result<std::unique_ptr<OutboxReader>> OutboxReader::Open(const std::string& path
     return Status::FailedPrecondition(path + " is not a Waybill outbox (application_id " +
                                       std::to_string(*app_id) + ")");
   }
-  return std::unique_ptr<OutboxReader>(new OutboxReaderImpl(path, db));
+  return std::unique_ptr<OutboxReader>(new OutboxReaderImpl(path, db, std::move(data_key)));
 }
 
 }  // namespace waybill::sync

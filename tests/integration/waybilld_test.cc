@@ -18,6 +18,7 @@
 
 #include "waybill/sync/events.h"
 #include "support/waybilld_process.h"
+#include "waybill/sync/data_key.h"
 #include "waybill/sync/outbox_reader.h"
 
 namespace {
@@ -55,10 +56,18 @@ class WaybilldTest : public ::testing::Test {
   }
   std::string Log() const { return daemon_->log(); }
 
-  // Every stored event by sequence, read as waybillctl reads it.
+  // Every stored event by sequence, read as waybillctl reads it, sealed bodies opened with the
+  // unit's data key.
   std::map<uint64_t, waybill::sync::StoredEvent> Stored() {
     std::map<uint64_t, waybill::sync::StoredEvent> out;
-    auto reader = waybill::sync::OutboxReader::Open((daemon_->data_dir() / "outbox.db").string());
+    waybill::sync::DataKeyOptions load_only;
+    load_only.create_if_missing = false;
+    auto key = waybill::sync::DataKey::LoadOrCreate((daemon_->data_dir() / "data.key").string(),
+                                                    load_only);
+    EXPECT_TRUE(key.ok()) << key.status().ToString();
+    if (!key.ok()) return out;
+    auto reader = waybill::sync::OutboxReader::Open((daemon_->data_dir() / "outbox.db").string(),
+                                                    500, std::move(key).value());
     EXPECT_TRUE(reader.ok()) << reader.status().ToString();
     if (!reader.ok()) return out;
     waybill::Status s = (*reader)->ForEach(std::nullopt, 0, [&](const auto& ev) {

@@ -14,6 +14,7 @@ board = "rpi4"
 data_dir = "/var/lib/waybill"
 quota_mb = 128
 min_free_mb = 8
+data_key_file = "/etc/waybill/data.key"
 [api]
 port = 8181
 [gnss]
@@ -26,6 +27,7 @@ period_s = 60
   EXPECT_EQ(cfg->device_id, "truck-0042");
   EXPECT_EQ(cfg->board, "rpi4");
   EXPECT_EQ(cfg->data_dir, "/var/lib/waybill");
+  EXPECT_EQ(cfg->data_key_file, "/etc/waybill/data.key");
   EXPECT_EQ(cfg->quota_bytes, 128ull << 20);
   EXPECT_EQ(cfg->min_free_bytes, 8ull << 20);
   EXPECT_EQ(cfg->api_host, "127.0.0.1");
@@ -49,6 +51,8 @@ TEST(DaemonConfig, ErrorsNameTheFileTheLineAndTheKey) {
       {"[device]\nid = \"t\"\n[stroage]\n", "waybill.toml: unknown key stroage"},
       {"[device\nid = \"t\"\n", "waybill.toml:1:"},
       {"[device]\nid = \"t\"\nboard = 4\n", "waybill.toml:3: device.board must be a board"},
+      {"[device]\nid = \"t\"\n[storage]\ndata_key_file = \"\"\n",
+       "waybill.toml:4: storage.data_key_file must be a path"},
   };
   for (const Case& c : cases) {
     Result<DaemonConfig> cfg = ParseDaemonConfig(c.text, "waybill.toml");

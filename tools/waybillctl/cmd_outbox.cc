@@ -2,9 +2,12 @@
 //
 //   waybillctl outbox stats  --db PATH [--json]
 //   waybillctl outbox export --db PATH [--class fix|delivery|pod|health] [--limit N]
+//                            [--data-key FILE]
 //
 // Both read through OutboxReader: a read-only SQLite connection that never writes and never
-// checkpoints, reading one WAL snapshot beside the running writer.
+// checkpoints, reading one WAL snapshot beside the running writer. Deliveries and proofs are
+// sealed at rest (docs/PERSONAL-DATA.md): export shows them as "sealed" with the key id that
+// sealed them, and opens them only when given the data key (which never gets created here).
 #include <cstdio>
 #include <ctime>
 #include <iostream>
@@ -15,6 +18,7 @@
 #include "commands.h"
 #include "format.h"
 #include "waybill/hal/clock.h"
+#include "waybill/sync/data_key.h"
 #include "waybill/sync/outbox_reader.h"
 
 namespace waybill::ctl {
@@ -106,7 +110,8 @@ void RunStats(const std::string& db, bool json) {
   }
 }
 
-void RunExport(const std::string& db, const std::string& cls_name, uint64_t limit) {
+void RunExport(const std::string& db, const std::string& cls_name, uint64_t limit,
+               const std::string& data_key_file) {
   std::optional<EventClass> cls;
   if (!cls_name.empty()) {
     cls = ParseClass(cls_name);
@@ -119,19 +124,53 @@ void RunExport(const std::string& db, const std::string& cls_name, uint64_t limi
       return;
     }
   }
+  std::unique_ptr<sync::DataKey> key;
+  if (!data_key_file.empty()) {
+    sync::DataKeyOptions load_only;
+    load_only.create_if_missing = false;
+    auto loaded = sync::DataKey::LoadOrCreate(data_key_file, load_only);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "waybillctl outbox export: %s\n", loaded.status().ToString().c_str());
+      SetExitCode(1);
+      return;
+    }
+    key = std::move(loaded).value();
+  }
   auto reader = OpenOrReport(db);
   if (!reader) return;
-  Status s = reader->ForEach(cls, limit, [](const sync::StoredEvent& e) {
+  uint64_t unopened = 0;
+  Status s = reader->ForEach(cls, limit, [&](const sync::StoredEvent& e) {
     nlohmann::json j;
     j["seq"] = e.seq;
     j["class"] = sync::ToString(e.cls);
     j["ts"] = Iso8601(e.ts_ms);
     j["ts_ms"] = e.ts_ms;
     j["ts_src"] = std::string(hal::ToString(e.ts_src));
-    j["body_b64"] = Base64(e.body);
+    if (sync::IsSealed(e.body)) {
+      // Never the sealed bytes: without the key they are noise, with it the plaintext is shown.
+      j["sealed"] = sync::SealedKeyIdHex(e.body);
+      if (key) {
+        auto opened = sync::OpenStoredBody(key.get(), e.cls, e.body);
+        if (opened.ok()) {
+          j["body_b64"] = Base64(*opened);
+        } else {
+          j["open_error"] = opened.status().message();
+          ++unopened;
+        }
+      }
+    } else {
+      j["body_b64"] = Base64(e.body);
+    }
     std::cout << j.dump() << "\n";
     return static_cast<bool>(std::cout);
   });
+  if (unopened > 0) {
+    std::fprintf(stderr,
+                 "waybillctl outbox export: %llu sealed events did not open with %s (see "
+                 "open_error)\n",
+                 static_cast<unsigned long long>(unopened), data_key_file.c_str());
+    SetExitCode(1);
+  }
   std::cout.flush();
   if (!s.ok()) {
     std::fprintf(stderr, "waybillctl outbox export: %s\n", s.ToString().c_str());
@@ -162,16 +201,22 @@ void RegisterOutbox(CLI::App& app) {
     std::string db;
     std::string cls;
     uint64_t limit = 0;
+    std::string data_key;
   };
   auto export_args = std::make_shared<ExportArgs>();
   CLI::App* exp = outbox->add_subcommand(
-      "export", "Stored events as JSON lines: seq, class, ts (ISO 8601), ts_src, body_b64");
+      "export",
+      "Stored events as JSON lines: seq, class, ts (ISO 8601), ts_src, body_b64; sealed "
+      "deliveries and proofs show \"sealed\": <key id> and a body only with --data-key");
   exp->add_option("--db", export_args->db, "Outbox file")->required();
   exp->add_option("--class", export_args->cls, "Only this class")
       ->check(CLI::IsMember({"fix", "health", "delivery", "pod"}));
   exp->add_option("--limit", export_args->limit, "At most N events (default: all)");
-  exp->callback(
-      [export_args] { RunExport(export_args->db, export_args->cls, export_args->limit); });
+  exp->add_option("--data-key", export_args->data_key,
+                  "The unit's data key ([storage] data_key_file) to open sealed bodies");
+  exp->callback([export_args] {
+    RunExport(export_args->db, export_args->cls, export_args->limit, export_args->data_key);
+  });
 }
 
 }  // namespace waybill::ctl

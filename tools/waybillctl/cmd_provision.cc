@@ -30,6 +30,7 @@
 #include "waybill/firmware/config.h"
 #include "waybill/hal/board.h"
 #include "waybill/hal/clock.h"
+#include "waybill/sync/data_key.h"
 #include "waybill/sync/outbox_reader.h"
 #include "waybill/sync/pki.h"
 #include "waybill/sync/wire.h"
@@ -41,6 +42,7 @@ namespace fs = std::filesystem;
 
 constexpr const char* kConfigFile = "waybill.toml";
 constexpr const char* kKeyFile = "device.key";
+constexpr const char* kDataKeyFile = "data.key";
 constexpr const char* kCsrFile = "device.csr";
 constexpr const char* kCertFile = "device.pem";
 constexpr const char* kCaFile = "ca.pem";
@@ -136,6 +138,7 @@ void Run(ProvisionArgs a) {
   const std::string csr_path = dir + "/" + kCsrFile;
   const std::string cert_path = dir + "/" + kCertFile;
   const std::string ca_path = dir + "/" + kCaFile;
+  const std::string data_key_path = dir + "/" + kDataKeyFile;
 
   if (!a.install_cert.empty() && a.ca_cert.empty()) {
     return Fail("--install-cert needs --ca-cert, the CA that signed it (to check the chain)", 2);
@@ -240,6 +243,28 @@ void Run(ProvisionArgs a) {
   auto key = sync::DeviceKey::Load(key_path);
   if (!key.ok()) return Fail(key.status().message());
 
+  // The data key that seals personal data at rest: made once, beside the device key and owned
+  // like it, and never rotated here (what it sealed would no longer open). A config that names
+  // another place (secure storage) keeps it; so does a unit that already made its own key in its
+  // data directory before it was provisioned (its outbox and photos are sealed with that one).
+  std::string data_key_setting = Get(config, "storage", "data_key_file");
+  const std::string data_key_here = on_unit + "/" + kDataKeyFile;
+  std::string data_key_note;
+  if (data_key_setting.empty() && data_dir && fs::exists(*data_dir / kDataKeyFile)) {
+    data_key_setting = (*data_dir / kDataKeyFile).string();
+    data_key_note = "data key (kept where waybilld made it before provisioning)";
+  }
+  if (data_key_setting.empty() || data_key_setting == data_key_here) {
+    bool fresh = !fs::exists(data_key_path);
+    sync::DataKeyOptions dk;
+    dk.owner = key_files.owner;
+    dk.group = key_files.group;
+    auto data_key = sync::DataKey::LoadOrCreate(data_key_path, dk);
+    if (!data_key.ok()) return Fail(data_key.status().message());
+    data_key_setting = data_key_here;
+    data_key_note = fresh ? "data key (new)" : "data key (kept)";
+  }
+
   // A CSR whenever there is no certificate to install, or the key or the id is new.
   bool write_csr = a.install_cert.empty() || new_key || old_id != id;
   if (write_csr) {
@@ -288,6 +313,7 @@ void Run(ProvisionArgs a) {
   Set(config, "device", "id", id);
   Set(config, "device", "board", board);
   if (!a.data_dir.empty()) Set(config, "storage", "data_dir", a.data_dir);
+  Set(config, "storage", "data_key_file", data_key_setting);
   Set(config, "uplink", "broker", broker);
   Set(config, "uplink", "ca_file", on_unit + "/" + kCaFile);
   Set(config, "uplink", "cert_file", on_unit + "/" + kCertFile);
@@ -296,7 +322,8 @@ void Run(ProvisionArgs a) {
   text << "# waybill.toml, written by `waybillctl provision` on "
        << Iso8601(hal::Clock::System().wall_ms()) << ".\n"
        << "# Provisioning owns [device] id and board, [uplink] broker, ca_file, cert_file and\n"
-       << "# key_file; it keeps every other key (not comments). See docs/PROVISIONING.md.\n"
+       << "# key_file, and [storage] data_key_file when unset; it keeps every other key (not\n"
+       << "# comments). See docs/PROVISIONING.md and docs/PERSONAL-DATA.md.\n"
        << config << "\n";
   if (Result<firmware::DaemonConfig> check = firmware::ParseDaemonConfig(text.str(), config_path);
       !check.ok()) {
@@ -324,6 +351,10 @@ void Run(ProvisionArgs a) {
   line(key_path, new_key ? (a.rotate_key && key_exists ? "private key (new, replaced the old one)"
                                                        : "private key (new)")
                          : "private key (kept)");
+  if (!data_key_note.empty()) {
+    line(data_key_setting == data_key_here ? data_key_path : data_key_setting,
+         data_key_note.c_str());
+  }
   if (fs::exists(csr_path)) line(csr_path, write_csr ? "CSR (new)" : "CSR");
   line(cert_path, cert_info ? "certificate (installed)" : "certificate");
   line(ca_path, !broker_ca.empty() ? "broker CA (installed)" : "broker CA");

@@ -82,6 +82,9 @@ struct BridgeConfig {
   int64_t min_event_time_ms = 1'577'836'800'000;  // 2020-01-01: earlier times are implausible
   // Forwarded events are kept (without their body) this long to recognise resends.
   int64_t dedup_window_h = 168;
+  // Dead letters (refused input, with its raw bytes: names and signatures of refused proofs) are
+  // deleted this long after they were last seen; 0 keeps them until an operator drops them.
+  int64_t dead_letter_retention_h = 0;
   int ingest_queue = 4096;  // messages received but not yet stored; a full queue slows MQTT
 };
 

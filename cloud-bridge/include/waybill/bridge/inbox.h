@@ -181,6 +181,13 @@ class Inbox {
   // `limit` per call. Returns how many.
   Result<int64_t> PruneForwarded(int64_t before_ms, int limit);
 
+  // Retention of what was refused, which holds personal data in its raw bytes: deletes dead
+  // letters last seen before `letters_before_ms` (0: none, they wait for an operator), and dead
+  // events (bodies of a refused request) whose dead letter is gone, received before
+  // `orphans_before_ms`. At most `limit` rows of each per call, one transaction. Returns how many
+  // rows were deleted in all.
+  Result<int64_t> PruneDeadLetters(int64_t letters_before_ms, int64_t orphans_before_ms, int limit);
+
   // Commands for the downlink.
   Status PutCommand(const Command& command);
   Status SetCommandState(const std::string& command_id, const std::string& state,

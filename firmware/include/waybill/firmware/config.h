@@ -19,6 +19,9 @@ struct DaemonConfig {
   // provisioned key) does. See SigningKeyFile().
   std::string key_file;
   std::string data_dir;   // [storage] data_dir: overrides the board's when set
+  // [storage] data_key_file: the key that seals personal data at rest (docs/PERSONAL-DATA.md);
+  // empty: <data_dir>/data.key. Created on the first start when missing.
+  std::string data_key_file;
   uint64_t quota_bytes = 256ull << 20;    // [storage] quota_mb
   uint64_t min_free_bytes = 16ull << 20;  // [storage] min_free_mb
   std::string api_host = "127.0.0.1";     // [api] host

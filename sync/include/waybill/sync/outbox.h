@@ -8,6 +8,10 @@
 //    crashes, reboots, corruption recovery and re-provisioning.
 //  * Events are deleted only by Ack() (the bridge said it stored them) or by the eviction policy,
 //    which thins the oldest fixes and never evicts delivery or proof-of-delivery events.
+//  * With OutboxOptions::data_key, the bodies of deliveries and proofs of delivery are sealed
+//    (AES-256-GCM, data_key.h) before they reach the file, and opened again by Claim(): what is
+//    on disk holds no recipient name, note or signature in plaintext. Freed pages are zeroed
+//    (PRAGMA secure_delete), so an acked event leaves no readable trace in the database file.
 //  * Thread-safe: every method may be called from any thread.
 #pragma once
 
@@ -16,12 +20,15 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "waybill/hal/clock.h"
 #include "waybill/status.h"
 
 namespace waybill::sync {
+
+class DataKey;
 
 // Event classes, with their priority: proof of delivery and delivery events before health before
 // fixes. Values are stored on disk: never renumber.
@@ -33,6 +40,17 @@ enum class EventClass : uint8_t {
 };
 bool IsProtected(EventClass cls);  // never evicted: kDelivery, kProofOfDelivery
 const char* ToString(EventClass cls);
+
+// The classes whose bodies carry personal data (recipient names, signatures, free-text notes):
+// kDelivery and kProofOfDelivery. Sealed at rest when the outbox has a data key.
+bool IsSealedClass(EventClass cls);
+// The AAD that binds a sealed body to its class ("waybill outbox:pod"): a sealed delivery body
+// cannot be passed off as a proof.
+std::string SealedBodyAad(EventClass cls);
+// A body as the outbox file holds it, made plaintext: a sealed body is opened with `key` (an
+// error naming what failed when it cannot be: no key, another key, damaged), any other body is
+// returned as it is. For tools and tests that read the file (outbox_reader.h).
+Result<std::string> OpenStoredBody(const DataKey* key, EventClass cls, std::string_view body);
 
 struct NewEvent {
   EventClass cls = EventClass::kFix;
@@ -56,6 +74,12 @@ struct OutboxOptions {
   int group_commit_max_events = 1024;    // most events in one transaction
   std::string vfs_name;                  // SQLite VFS to open with; empty = the default (tests
                                          // register a fault-injecting one)
+  // Seals the bodies of IsSealedClass events at rest; null: bodies are stored as given. Claim
+  // returns plaintext either way. See docs/PERSONAL-DATA.md.
+  std::shared_ptr<const DataKey> data_key;
+  // Zero deleted rows, also on freed pages (PRAGMA secure_delete = ON). Off only in the
+  // benchmark that measures what it costs.
+  bool secure_delete = true;
 };
 
 struct OutboxStats {
@@ -71,6 +95,9 @@ struct OutboxStats {
   uint64_t refused = 0;       // appends refused for lack of space since open
   uint64_t burned = 0;        // sequences given to transactions that then failed, since open:
                               // never stored, never reused (with `evicted`, the only gaps)
+  // Sealed events that could not be opened (key lost or replaced, damaged) since open: kept in
+  // the file, not sent; an alarm is raised.
+  uint64_t unopenable = 0;
   std::vector<std::string> alarms;  // e.g. "outbox recovered from corruption: moved aside to ..."
 };
 

@@ -4,6 +4,10 @@
 // and never checkpoints (a read-only connection cannot). In WAL mode it reads a consistent
 // snapshot beside the running writer without blocking it; a snapshot held open delays only the
 // writer's WAL reset, so each call keeps its read transaction short. For waybillctl and tests.
+//
+// Sealed bodies (deliveries and proofs written with a data key, see data_key.h) are opened when
+// the reader was given the key; without it, or when a body does not open, the body is passed on
+// as stored (IsSealed() tells; OpenStoredBody() in outbox.h says why it does not open).
 #pragma once
 
 #include <cstdint>
@@ -38,8 +42,9 @@ class OutboxReader {
   // Opens `path` read-only. Fails (kNotFound) when the file does not exist, (kFailedPrecondition)
   // when it is not a Waybill outbox; never creates anything. busy_timeout_ms bounds the wait for
   // a lock held during the writer's WAL recovery or reset.
-  static Result<std::unique_ptr<OutboxReader>> Open(const std::string& path,
-                                                    int busy_timeout_ms = 500);
+  static Result<std::unique_ptr<OutboxReader>> Open(
+      const std::string& path, int busy_timeout_ms = 500,
+      std::shared_ptr<const DataKey> data_key = nullptr);
   virtual ~OutboxReader() = default;
 
   // Counts, sizes and sequence state from one snapshot. Not thread-safe (one reader per thread).
