@@ -39,6 +39,9 @@ struct LocalApiHooks {
   std::function<nlohmann::json()> status;
   // The day's manifest for GET /v1/manifest; nullopt: none received yet (404).
   std::function<std::optional<nlohmann::json>()> manifest;
+  // A proof about to be stored references this photo: mark it for upload (durably, before the
+  // proof's commit). An error answers 503/507 and the proof is not stored. May be empty.
+  std::function<Status(const std::array<uint8_t, 32>& sha256)> photo_referenced;
 };
 
 class LocalApi {
