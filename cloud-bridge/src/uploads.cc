@@ -101,6 +101,11 @@ Status UploadServer::Start() {
         config_.key_file + " or the client CA " + config_.client_ca_file +
         " (uploads.cert_file, key_file, client_ca_file): missing, unreadable or not PEM");
   }
+  // Without a session id context, OpenSSL refuses to resume a session that carries a client
+  // certificate and fails the handshake: every reconnect of a truck would fail once.
+  static constexpr unsigned char kSessionContext[] = "waybill-uploads";
+  SSL_CTX_set_session_id_context(server->ssl_context(), kSessionContext,
+                                 sizeof kSessionContext - 1);
   server_ = std::move(server);
   Routes();
   std::string host = config_.listen.substr(0, config_.listen.rfind(':'));
@@ -128,6 +133,10 @@ void UploadServer::Routes() {
   httplib::Server& s = *server_;
   s.new_task_queue = [] { return new httplib::ThreadPool(8); };
   s.set_payload_max_length(config_.max_bytes);
+  // A photo is tens of chunks: keep the connection (and its TLS session) for all of them, rather
+  // than httplib's default of 5 requests, which would cost a handshake every 5 chunks.
+  s.set_keep_alive_max_count(1000);
+  s.set_keep_alive_timeout(30);
   s.set_read_timeout(30, 0);
   s.set_write_timeout(30, 0);
   auto count = [this](UploadResult r) {
