@@ -218,7 +218,6 @@ void UploadServer::Routes() {
     if (!r.ok()) {
       const Status& st = r.status();
       if (st.code() == Status::Code::kBusy) {
-        res.set_header("Upload-Offset", std::to_string(offset));
         count(UploadResult::kBusy);
         return Reply(res, 409, {{"error", st.message()}});
       }

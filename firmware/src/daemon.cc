@@ -487,17 +487,17 @@ nlohmann::json Daemon::StatusJson() {
   }
   if (uploader_) {
     PhotoUploadStats p = uploader_->Stats();
-    j["photos"] = {{"pending", p.pending},
+    j["photos"] = {{"upload_url", options_.config.uplink.upload_url},
+                   {"pending", p.pending},
                    {"uploaded", p.uploaded},
                    {"bytes_sent", p.bytes_sent},
                    {"rejected", p.rejected},
                    {"last_error", p.last_error.empty() ? json(nullptr) : json(p.last_error)}};
   } else {
-    j["photos"] = {{"pending", upload_queue_->Pending().size()},
-                   {"uploaded", 0},
-                   {"bytes_sent", 0},
-                   {"rejected", 0},
-                   {"last_error", "no [uplink] upload_url: photos stay on the unit"}};
+    // No [uplink] upload_url: marked photos wait on the unit until one is configured.
+    j["photos"] = {{"upload_url", nullptr}, {"pending", upload_queue_->Pending().size()},
+                   {"uploaded", 0},         {"bytes_sent", 0},
+                   {"rejected", 0},         {"last_error", nullptr}};
   }
   if (Result<hal::StorageStats> st = storage_->Check(); st.ok()) {
     j["storage"] = {{"data_dir", storage_->data_dir()},
