@@ -202,6 +202,14 @@ TEST(PhotoUpload, AnInterruptedUploadResumesFromTheBridgesOffsetAndReachesTheBac
   const fs::path photo_dir = daemon.data_dir() / "photos";
   EXPECT_EQ(PhotoFilesOnDevice(photo_dir, sha), 0);
   EXPECT_EQ(PhotoFilesOnDevice(photo_dir, unreferenced_sha), 1);
+
+  // Both stop cleanly, their upload threads with them.
+  std::optional<int> daemon_exit = daemon.Stop(SIGTERM);
+  ASSERT_TRUE(daemon_exit.has_value());
+  EXPECT_TRUE(WIFEXITED(*daemon_exit) && WEXITSTATUS(*daemon_exit) == 0) << daemon.log();
+  std::optional<int> bridge_exit = bridge.Stop(SIGTERM);
+  ASSERT_TRUE(bridge_exit.has_value());
+  EXPECT_TRUE(WIFEXITED(*bridge_exit) && WEXITSTATUS(*bridge_exit) == 0) << bridge.log();
 }
 
 // The endpoint's protocol over real HTTPS, without a truck: what a client is told.
