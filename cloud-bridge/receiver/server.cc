@@ -1,5 +1,6 @@
 #include "server.h"
 
+#include <mbedtls/sha256.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -88,6 +89,18 @@ Receiver::Receiver(const ReceiverOptions& options, std::unique_ptr<Store> store,
     });
     Ingest(req, body, res);
   });
+  server_.Put(R"(/v1/photos/([0-9a-f]{64}))",
+              [this](const httplib::Request& req, httplib::Response& res,
+                     const httplib::ContentReader& read) {
+                std::string body;
+                read([&body](const char* data, size_t n) {
+                  body.append(data, n);
+                  return true;
+                });
+                PutPhoto(req, body, res);
+              });
+  server_.Get("/_photos",
+              [this](const httplib::Request& req, httplib::Response& res) { GetPhotos(req, res); });
   server_.Get("/_stats",
               [this](const httplib::Request& req, httplib::Response& res) { GetStats(req, res); });
   server_.Get("/_events",
@@ -208,25 +221,79 @@ void Receiver::Ingest(const httplib::Request& req, const std::string& body,
   Reply(res, 200, answer);
 }
 
+void Receiver::PutPhoto(const httplib::Request& req, const std::string& body,
+                        httplib::Response& res) {
+  ++requests_;
+  const std::string sha = req.matches[1];
+  const std::string device = req.get_header_value("X-Waybill-Device");
+  if (device.empty()) {
+    return BadRequest(req, res, Status::InvalidArgument("X-Waybill-Device: missing"));
+  }
+  if (body.empty()) return BadRequest(req, res, Status::InvalidArgument("body: empty photo"));
+  unsigned char digest[32];
+  mbedtls_sha256_ret(reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest, 0);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string actual;
+  for (unsigned char b : digest) {
+    actual.push_back(kHex[b >> 4]);
+    actual.push_back(kHex[b & 15]);
+  }
+  if (actual != sha) {
+    return BadRequest(req, res,
+                      Status::InvalidArgument("body: its sha256 is " + actual + ", not " + sha));
+  }
+  std::string mime = req.get_header_value("Content-Type");
+  Result<bool> stored = store_->PutPhoto(
+      sha, device, mime.empty() ? "application/octet-stream" : mime, body, clock_.wall_ms());
+  if (!stored.ok()) {
+    ++storage_errors_;
+    spdlog::error("{}: {}; answered 500, not stored", req.path, stored.status().ToString());
+    return ReplyError(res, 500, "storage: " + stored.status().message());
+  }
+  if (*stored) {
+    ++photos_stored_;
+  } else {
+    ++photo_duplicates_;
+  }
+  Reply(res, *stored ? 201 : 200,
+        {{"sha256", sha}, {"bytes", body.size()}, {"duplicate", !*stored}});
+}
+
+void Receiver::GetPhotos(const httplib::Request&, httplib::Response& res) {
+  Result<std::vector<StoredPhoto>> photos = store_->Photos();
+  if (!photos.ok()) return ReplyError(res, 500, "storage: " + photos.status().message());
+  json out = json::array();
+  for (const StoredPhoto& p : *photos) {
+    out.push_back({{"sha256", p.sha256_hex},
+                   {"device", p.device},
+                   {"mime", p.mime},
+                   {"bytes", p.bytes},
+                   {"received_ms", p.received_unix_ms}});
+  }
+  Reply(res, 200, out);
+}
+
 void Receiver::GetStats(const httplib::Request&, httplib::Response& res) {
   StoreTotals totals = store_->Totals();
   json by_path = json::object();
   for (const auto& [path, n] : totals.events_by_path) by_path[path] = n;
-  Reply(res, 200,
-        {{"requests", requests_.load()},
-         {"applied_requests", totals.applied_requests},
-         {"duplicate_requests", duplicate_requests_.load()},
-         {"bad_requests", bad_requests_.load()},
-         {"key_conflicts", key_conflicts_.load()},
-         {"storage_errors", storage_errors_.load()},
-         {"events_applied", totals.events_applied},
-         {"event_duplicates", totals.event_duplicates},
-         {"faults",
-          {{"500", fault_500_.load()},
-           {"500_after_apply", fault_500_after_apply_.load()},
-           {"429", fault_429_.load()},
-           {"hang", fault_hang_.load()}}},
-         {"by_path", by_path}});
+  Reply(
+      res, 200,
+      {{"requests", requests_.load()},
+       {"applied_requests", totals.applied_requests},
+       {"duplicate_requests", duplicate_requests_.load()},
+       {"bad_requests", bad_requests_.load()},
+       {"key_conflicts", key_conflicts_.load()},
+       {"storage_errors", storage_errors_.load()},
+       {"events_applied", totals.events_applied},
+       {"event_duplicates", totals.event_duplicates},
+       {"faults",
+        {{"500", fault_500_.load()},
+         {"500_after_apply", fault_500_after_apply_.load()},
+         {"429", fault_429_.load()},
+         {"hang", fault_hang_.load()}}},
+       {"by_path", by_path},
+       {"photos", {{"stored", photos_stored_.load()}, {"duplicates", photo_duplicates_.load()}}}});
 }
 
 void Receiver::GetEvents(const httplib::Request& req, httplib::Response& res) {

@@ -1,8 +1,9 @@
 // Receiver: the HTTP face of waybill-receiver.
 //
 // `POST /v1/<anything>` ingests a batch (validated, faults drawn, applied once per
-// Idempotency-Key through the Store); `/_stats`, `/_events` and `/_faults` let tests, benchmarks
-// and the demo see and steer it. docs/RECEIVER.md describes the endpoints for users.
+// Idempotency-Key through the Store); `PUT /v1/photos/{sha256}` stores a proof-of-delivery photo
+// (its digest checked, idempotent); `/_stats`, `/_events`, `/_photos` and `/_faults` let tests,
+// benchmarks and the demo see and steer it. docs/RECEIVER.md describes the endpoints for users.
 //
 // Requests run on a pool of threads large enough that a request held by a hang fault does not
 // hold up the others. Stop() wakes held requests, so a stop never waits out a hang.
@@ -60,6 +61,8 @@ class Receiver {
   void GetStats(const httplib::Request& req, httplib::Response& res);
   void GetEvents(const httplib::Request& req, httplib::Response& res);
   void PostFaults(const httplib::Request& req, httplib::Response& res);
+  void PutPhoto(const httplib::Request& req, const std::string& body, httplib::Response& res);
+  void GetPhotos(const httplib::Request& req, httplib::Response& res);
   void BadRequest(const httplib::Request& req, httplib::Response& res, const Status& why);
   // Sleeps `ms` unless Stop() comes first; returns false if stopped.
   bool SleepUnlessStopped(int64_t ms);
@@ -87,6 +90,8 @@ class Receiver {
   std::atomic<uint64_t> fault_500_after_apply_{0};
   std::atomic<uint64_t> fault_429_{0};
   std::atomic<uint64_t> fault_hang_{0};
+  std::atomic<uint64_t> photos_stored_{0};
+  std::atomic<uint64_t> photo_duplicates_{0};
 };
 
 }  // namespace waybill::receiver

@@ -24,6 +24,13 @@ CREATE TABLE IF NOT EXISTS events(
   duplicate INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_id ON events(path, device, seq);
+CREATE TABLE IF NOT EXISTS photos(
+  sha256 TEXT PRIMARY KEY,
+  device TEXT NOT NULL,
+  mime TEXT NOT NULL,
+  received_unix_ms INTEGER NOT NULL,
+  bytes BLOB NOT NULL
+);
 )sql";
 
 // FNV-1a over the events' identities: enough to tell a retry of a batch from another batch sent
@@ -242,6 +249,43 @@ Result<std::vector<AppliedEvent>> Store::Events(const std::string& path,
                    sqlite3_column_int(st, 3) != 0, sqlite3_column_int64(st, 4)});
   }
   Status s = rc == SQLITE_DONE ? Status::Ok() : Error("reading events");
+  sqlite3_finalize(st);
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<bool> Store::PutPhoto(const std::string& sha256_hex, const std::string& device,
+                             const std::string& mime, const std::string& bytes,
+                             int64_t received_unix_ms) {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* st = Prepare(
+      "INSERT OR IGNORE INTO photos(sha256, device, mime, received_unix_ms, bytes) "
+      "VALUES (?1, ?2, ?3, ?4, ?5)");
+  if (!st) return Error("prepare");
+  BindText(st, 1, sha256_hex);
+  BindText(st, 2, device);
+  BindText(st, 3, mime);
+  sqlite3_bind_int64(st, 4, received_unix_ms);
+  sqlite3_bind_blob64(st, 5, bytes.data(), bytes.size(), SQLITE_STATIC);
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return Error("storing a photo");
+  return sqlite3_changes(db_) > 0;
+}
+
+Result<std::vector<StoredPhoto>> Store::Photos() {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* st = Prepare(
+      "SELECT sha256, device, mime, length(bytes), received_unix_ms FROM photos "
+      "ORDER BY received_unix_ms, sha256");
+  if (!st) return Error("prepare");
+  std::vector<StoredPhoto> out;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    out.push_back({ColumnText(st, 0), ColumnText(st, 1), ColumnText(st, 2),
+                   FromSql(sqlite3_column_int64(st, 3)), sqlite3_column_int64(st, 4)});
+  }
+  Status s = rc == SQLITE_DONE ? Status::Ok() : Error("reading photos");
   sqlite3_finalize(st);
   if (!s.ok()) return s;
   return out;

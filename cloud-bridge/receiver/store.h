@@ -11,8 +11,9 @@
 // bridge's only way to say "this is a retry"), so it is recorded, flagged and counted as an
 // event duplicate instead of being hidden.
 //
-// Tables: requests(key, path, received_unix_ms, body, events_hash) and
-// events(ord, path, device, seq, key, duplicate), `ord` being the order of application.
+// Tables: requests(key, path, received_unix_ms, body, events_hash),
+// events(ord, path, device, seq, key, duplicate), `ord` being the order of application, and
+// photos(sha256, device, mime, received_unix_ms, bytes).
 // WAL with synchronous=NORMAL: a power cut may lose the last transactions, a process crash
 // loses nothing; enough for a test backend.
 #pragma once
@@ -57,6 +58,15 @@ struct AppliedEvent {
   int64_t received_unix_ms = 0;  // when the receiver took the request that applied it
 };
 
+// A proof-of-delivery photo the bridge handed on (PUT /v1/photos/{sha256}).
+struct StoredPhoto {
+  std::string sha256_hex;
+  std::string device;
+  std::string mime;
+  uint64_t bytes = 0;
+  int64_t received_unix_ms = 0;
+};
+
 class Store {
  public:
   // Opens or creates the database at `path` and reads its totals. Fails with IOError naming the
@@ -78,6 +88,14 @@ class Store {
   Result<std::vector<AppliedEvent>> Events(const std::string& path,
                                            const std::optional<std::string>& device,
                                            uint64_t limit);
+
+  // Stores a photo under its digest (checked by the caller); true if new, false if it was there
+  // already (nothing changed). IOError on a storage failure, nothing stored. Thread-safe.
+  Result<bool> PutPhoto(const std::string& sha256_hex, const std::string& device,
+                        const std::string& mime, const std::string& bytes,
+                        int64_t received_unix_ms);
+  // Every photo stored, without its bytes, oldest first. Thread-safe.
+  Result<std::vector<StoredPhoto>> Photos();
 
   // A copy of the totals. Thread-safe.
   StoreTotals Totals() const;

@@ -12,6 +12,8 @@
 #include "waybill/bridge/forwarder.h"
 #include "waybill/bridge/inbox.h"
 #include "waybill/bridge/metrics.h"
+#include "waybill/bridge/upload_store.h"
+#include "waybill/bridge/uploads.h"
 #include "waybill/hal/clock.h"
 #include "waybill/sync/pki.h"
 #include "waybill/sync/wire.h"
@@ -273,6 +275,26 @@ Status Bridge::Start() {
     Stop(0);
     return s;
   }
+  if (config_.uploads.enabled) {
+    auto store = UploadStore::Open({config_.uploads.dir, config_.uploads.max_bytes});
+    if (!store.ok()) {
+      Stop(0);
+      return store.status();
+    }
+    upload_store_ = std::move(store).value();
+    photo_forwarder_ =
+        std::make_unique<PhotoForwarder>(config_.uploads, upload_store_.get(), metrics_.get());
+    if (Status s = photo_forwarder_->Start(); !s.ok()) {
+      Stop(0);
+      return s;
+    }
+    upload_server_ = std::make_unique<UploadServer>(
+        config_.uploads, upload_store_.get(), metrics_.get(), [this] { photo_forwarder_->Wake(); });
+    if (Status s = upload_server_->Start(); !s.ok()) {
+      Stop(0);
+      return s;
+    }
+  }
   consumer_ = std::make_unique<Consumer>(config_, inbox_.get(), metrics_.get(),
                                          [this] { forwarder_->Wake(); });
   if (Status s = consumer_->Start(5000); !s.ok()) {
@@ -285,11 +307,18 @@ Status Bridge::Start() {
   return Status::Ok();
 }
 
+int Bridge::upload_port() const { return upload_server_ ? upload_server_->port() : 0; }
+
 void Bridge::Stop(int64_t grace_ms) {
+  if (upload_server_) upload_server_->Stop();
+  if (photo_forwarder_) photo_forwarder_->Stop();
   if (consumer_) consumer_->Stop();
   if (forwarder_) forwarder_->Stop(grace_ms);
   if (api_) api_->stop();
   if (api_thread_.joinable()) api_thread_.join();
+  upload_server_.reset();
+  photo_forwarder_.reset();
+  upload_store_.reset();
   consumer_.reset();
   forwarder_.reset();
   api_.reset();

@@ -230,6 +230,61 @@ Status ParseRoute(const Reader& r, const toml::table& t, const std::string& sect
   return r.String(t, section, "ca_file", &route->ca_file);
 }
 
+Status ParseUploads(const Reader& r, const toml::table& t, const std::string& origin,
+                    UploadsConfig* u) {
+  const std::string section = "uploads";
+  if (Status s = r.Unknown(
+          t, section,
+          {"listen", "cert_file", "key_file", "client_ca_file", "dir", "max_bytes", "forward_url",
+           "forward_ca_file", "forward_auth_token_env", "forward_auth_token_file",
+           "forward_timeout_ms", "retry_base_ms", "retry_cap_ms", "retention_h"});
+      !s.ok()) {
+    return s;
+  }
+  u->enabled = true;
+  for (auto [key, out] :
+       {std::pair{"listen", &u->listen}, std::pair{"cert_file", &u->cert_file},
+        std::pair{"key_file", &u->key_file}, std::pair{"client_ca_file", &u->client_ca_file},
+        std::pair{"dir", &u->dir}, std::pair{"forward_url", &u->forward_url},
+        std::pair{"forward_ca_file", &u->forward_ca_file}}) {
+    if (Status s = r.String(t, section, key, out); !s.ok()) return s;
+  }
+  if (u->listen.rfind(':') == std::string::npos) {
+    return Status::InvalidArgument(origin + ": uploads.listen: '" + u->listen +
+                                   "' must be host:port");
+  }
+  if (u->cert_file.empty() || u->key_file.empty() || u->client_ca_file.empty()) {
+    return Status::InvalidArgument(origin +
+                                   ": uploads: the endpoint is HTTPS with client certificates: "
+                                   "set cert_file, key_file and client_ca_file (the fleet CA)");
+  }
+  if (u->forward_url.rfind("http://", 0) != 0 && u->forward_url.rfind("https://", 0) != 0) {
+    return Status::InvalidArgument(r.Where(t, "uploads.forward_url") + ": '" + u->forward_url +
+                                   "' must start with http:// or https:// (e.g. "
+                                   "https://backend.example.com/v1/photos/{sha256})");
+  }
+  if (Status s = r.Secret(t, section, "forward_auth_token", &u->forward_auth_token); !s.ok()) {
+    return s;
+  }
+  int64_t max_bytes = static_cast<int64_t>(u->max_bytes);
+  if (Status s = r.Int(t, section, "max_bytes", 1024, 1LL << 30, &max_bytes); !s.ok()) return s;
+  u->max_bytes = static_cast<uint64_t>(max_bytes);
+  if (Status s = r.Int(t, section, "forward_timeout_ms", 100, 600'000, &u->forward_timeout_ms);
+      !s.ok()) {
+    return s;
+  }
+  if (Status s = r.Int(t, section, "retry_base_ms", 10, 600'000, &u->forward_retry.base_ms);
+      !s.ok()) {
+    return s;
+  }
+  if (Status s = r.Int(t, section, "retry_cap_ms", u->forward_retry.base_ms, 3'600'000,
+                       &u->forward_retry.cap_ms);
+      !s.ok()) {
+    return s;
+  }
+  return r.Int(t, section, "retention_h", 0, 24 * 365, &u->retention_h);
+}
+
 }  // namespace
 
 Result<BridgeConfig> ParseBridgeConfig(std::string_view text, const std::string& origin) {
@@ -243,7 +298,8 @@ Result<BridgeConfig> ParseBridgeConfig(std::string_view text, const std::string&
   }
   Reader r(origin);
   BridgeConfig cfg;
-  if (Status s = r.Unknown(root, "", {"bridge", "mqtt", "api", "routes", "proofs"}); !s.ok()) {
+  if (Status s = r.Unknown(root, "", {"bridge", "mqtt", "api", "routes", "proofs", "uploads"});
+      !s.ok()) {
     return s;
   }
   auto table = [&](const toml::table& parent, const char* key,
@@ -366,6 +422,12 @@ Result<BridgeConfig> ParseBridgeConfig(std::string_view text, const std::string&
                                      "(or enabled = false)");
     }
     if (Status s = ParseRoute(r, **t, section, &cfg.routes[i]); !s.ok()) return s;
+  }
+  auto uploads = table(root, "uploads", "uploads");
+  if (!uploads.ok()) return uploads.status();
+  if (*uploads != nullptr) {
+    if (Status s = ParseUploads(r, **uploads, origin, &cfg.uploads); !s.ok()) return s;
+    if (cfg.uploads.dir.empty()) cfg.uploads.dir = cfg.data_dir + "/photos";
   }
   return cfg;
 }

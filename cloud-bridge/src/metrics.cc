@@ -4,6 +4,32 @@
 
 namespace waybill::bridge {
 
+std::string_view ToString(UploadResult result) {
+  switch (result) {
+    case UploadResult::kAccepted:
+      return "accepted";
+    case UploadResult::kCompleted:
+      return "completed";
+    case UploadResult::kWrongOffset:
+      return "wrong_offset";
+    case UploadResult::kBusy:
+      return "busy";
+    case UploadResult::kDigestMismatch:
+      return "digest_mismatch";
+    case UploadResult::kBadRequest:
+      return "bad_request";
+    case UploadResult::kForbidden:
+      return "forbidden";
+    case UploadResult::kTooLarge:
+      return "too_large";
+    case UploadResult::kHead:
+      return "head";
+    case UploadResult::kError:
+      return "error";
+  }
+  return "unknown";
+}
+
 void Metrics::ObserveLatency(Route route, int64_t ms) {
   int r = static_cast<int>(route);
   ms = std::max<int64_t>(0, ms);
@@ -95,6 +121,23 @@ std::string Metrics::Render(const InboxCounts* counts, const std::string& instan
   o << "waybill_bridge_commands_sent_total " << v(commands_sent) << '\n';
   head("waybill_bridge_command_results_total", "counter", "Command results from devices.");
   o << "waybill_bridge_command_results_total " << v(command_results) << '\n';
+  head("waybill_bridge_photo_uploads_total", "counter",
+       "Requests to the photo upload endpoint, by result.");
+  for (int i = 0; i < kUploadResultCount; ++i) {
+    o << "waybill_bridge_photo_uploads_total{result=\"" << ToString(static_cast<UploadResult>(i))
+      << "\"} " << v(photo_uploads[i]) << '\n';
+  }
+  head("waybill_bridge_photo_bytes_received_total", "counter",
+       "Photo bytes stored from upload requests (a resumed upload adds only what was missing).");
+  o << "waybill_bridge_photo_bytes_received_total " << v(photo_bytes_received) << '\n';
+  head("waybill_bridge_photos_forwarded_total", "counter", "Photos the backend accepted.");
+  o << "waybill_bridge_photos_forwarded_total " << v(photos_forwarded) << '\n';
+  head("waybill_bridge_photo_forward_retries_total", "counter",
+       "Photo forwarding attempts that failed and will be repeated.");
+  o << "waybill_bridge_photo_forward_retries_total " << v(photo_forward_retries) << '\n';
+  head("waybill_bridge_photos_refused_total", "counter",
+       "Photos the backend refused with a 4xx (kept on the bridge, not sent again).");
+  o << "waybill_bridge_photos_refused_total " << v(photos_refused) << '\n';
   return o.str();
 }
 

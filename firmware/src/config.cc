@@ -171,16 +171,18 @@ Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string&
   }
   if (const toml::table* up = section("uplink")) {
     DaemonConfig::Uplink& u = cfg.uplink;
-    if (Status s = r.Unknown(*up, "uplink",
-                             {"broker", "mqtt_version", "ca_file", "cert_file", "key_file",
-                              "keepalive_s", "inflight_batches", "batch_max_events",
-                              "batch_wait_ms", "ack_timeout_ms", "reconnect_max_s"});
+    if (Status s =
+            r.Unknown(*up, "uplink",
+                      {"broker", "mqtt_version", "ca_file", "cert_file", "key_file", "keepalive_s",
+                       "inflight_batches", "batch_max_events", "batch_wait_ms", "ack_timeout_ms",
+                       "reconnect_max_s", "upload_url", "upload_chunk_kib"});
         !s.ok()) {
       return s;
     }
     for (auto [key, out] :
          {std::pair{"broker", &u.broker}, std::pair{"ca_file", &u.ca_file},
-          std::pair{"cert_file", &u.cert_file}, std::pair{"key_file", &u.key_file}}) {
+          std::pair{"cert_file", &u.cert_file}, std::pair{"key_file", &u.key_file},
+          std::pair{"upload_url", &u.upload_url}}) {
       if (const toml::node* n = up->get(key)) {
         std::optional<std::string> v = n->value<std::string>();
         if (!v)
@@ -217,6 +219,22 @@ Result<DaemonConfig> ParseDaemonConfig(std::string_view text, const std::string&
     if (Status s = get_int(*up, "reconnect_max_s", 1, 3600, &u.reconnect_max_s); !s.ok()) {
       return s;
     }
+    if (!u.upload_url.empty()) {
+      if (u.upload_url.rfind("https://", 0) != 0) {
+        return Status::InvalidArgument(r.Where("uplink.upload_url", *up->get("upload_url")) +
+                                       " must start with https:// (photos travel only over TLS; "
+                                       "e.g. https://bridge.example.com:8443)");
+      }
+      if (u.cert_file.empty()) {
+        return Status::InvalidArgument(
+            origin +
+            ": uplink.upload_url needs uplink.cert_file and uplink.key_file (the bridge "
+            "knows the unit by its certificate)");
+      }
+    }
+    int64_t chunk_kib = u.upload_chunk_bytes / 1024;
+    if (Status s = get_int(*up, "upload_chunk_kib", 4, 8192, &chunk_kib); !s.ok()) return s;
+    u.upload_chunk_bytes = chunk_kib * 1024;
     u.mqtt_version = static_cast<int>(version);
     u.keepalive_s = static_cast<int>(keepalive);
     u.inflight_batches = static_cast<int>(inflight);

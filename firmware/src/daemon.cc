@@ -57,6 +57,8 @@ Daemon::Daemon(DaemonOptions options, hal::Clock& clock, hal::Sleeper& sleeper)
       parser_(ParserOptions(options_, clock)) {}
 
 Daemon::~Daemon() {
+  // The API's hooks reach into members destroyed before it (the uploader).
+  if (api_) api_->Stop();
   RequestStop();
   if (gnss_thread_.joinable()) gnss_thread_.join();
 }
@@ -207,8 +209,31 @@ Result<std::unique_ptr<Daemon>> Daemon::Create(DaemonOptions options, hal::Clock
     d->recorder_->SetOnStored([up](sync::EventClass) { up->Nudge(); });
   }
 
+  // Photos referenced by a stored proof are marked for upload whether or not an upload_url is
+  // set, so that configuring one later sends the photos of earlier proofs too.
+  d->upload_queue_ = std::make_unique<PhotoUploadQueue>((data_dir / "photo-uploads").string());
+  if (!o.config.uplink.upload_url.empty()) {
+    const DaemonConfig::Uplink& u = o.config.uplink;
+    PhotoUploaderOptions po;
+    po.url = u.upload_url;
+    po.ca_file = u.ca_file;
+    po.cert_file = u.cert_file;
+    po.key_file = u.key_file;
+    po.chunk_bytes = static_cast<uint64_t>(u.upload_chunk_bytes);
+    po.retry_cap_ms = u.reconnect_max_s * 1000;
+    std::function<bool()> link_up;
+    if (sync::Uplink* up = d->uplink_.get()) link_up = [up] { return up->Stats().connected; };
+    d->uploader_ = std::make_unique<PhotoUploader>(*d->photos_, *d->upload_queue_, std::move(po),
+                                                   std::move(link_up));
+  }
+
   LocalApiHooks hooks;
   Daemon* self = d.get();
+  hooks.photo_referenced = [self](const std::array<uint8_t, 32>& sha256) {
+    Status s = self->upload_queue_->Mark(sha256);
+    if (s.ok() && self->uploader_) self->uploader_->Nudge();
+    return s;
+  };
   hooks.last_fix = [self] {
     std::lock_guard lock(self->mu_);
     return self->last_fix_;
@@ -375,6 +400,9 @@ Status Daemon::Run() {
   if (uplink_) {
     if (Status s = uplink_->Start(); !s.ok()) spdlog::error("uplink: {}", s.ToString());
   }
+  if (uploader_) {
+    if (Status s = uploader_->Start(); !s.ok()) spdlog::error("photo uploads: {}", s.ToString());
+  }
   sd_notify(0, "READY=1\nSTATUS=recording");
   uint64_t watchdog_usec = 0;
   bool systemd_watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
@@ -406,6 +434,8 @@ Status Daemon::Run() {
   if (gnss_thread_.joinable()) gnss_thread_.join();
   // In-flight events are released: they stay in the outbox and go out after the next start.
   if (uplink_) uplink_->Stop();
+  // A photo upload in flight is cut; the bridge keeps what it synced and the next start resumes.
+  if (uploader_) uploader_->Stop();
   Status flushed = outbox_->Flush();
   if (Status s = watchdog_->Stop(); !s.ok()) spdlog::warn("watchdog stop: {}", s.message());
   if (!flushed.ok()) spdlog::error("outbox flush failed: {}", flushed.ToString());
@@ -497,6 +527,20 @@ nlohmann::json Daemon::StatusJson() {
     }
   } else {
     j["uplink"] = {{"connected", false}, {"broker", nullptr}};
+  }
+  if (uploader_) {
+    PhotoUploadStats p = uploader_->Stats();
+    j["photos"] = {{"upload_url", options_.config.uplink.upload_url},
+                   {"pending", p.pending},
+                   {"uploaded", p.uploaded},
+                   {"bytes_sent", p.bytes_sent},
+                   {"rejected", p.rejected},
+                   {"last_error", p.last_error.empty() ? json(nullptr) : json(p.last_error)}};
+  } else {
+    // No [uplink] upload_url: marked photos wait on the unit until one is configured.
+    j["photos"] = {{"upload_url", nullptr}, {"pending", upload_queue_->Pending().size()},
+                   {"uploaded", 0},         {"bytes_sent", 0},
+                   {"rejected", 0},         {"last_error", nullptr}};
   }
   if (Result<hal::StorageStats> st = storage_->Check(); st.ok()) {
     j["storage"] = {{"data_dir", storage_->data_dir()},

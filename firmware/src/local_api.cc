@@ -250,6 +250,11 @@ void LocalApi::Routes() {
 
   s.Post("/v1/proofs", json_handler([this](const httplib::Request& req, httplib::Response& res) {
     sync::ProofOfDelivery proof = ParseProof(ParseBody(req), photos_);
+    if (proof.photo_sha256 && hooks_.photo_referenced) {
+      if (Status marked = hooks_.photo_referenced(*proof.photo_sha256); !marked.ok()) {
+        return ReplyStoreFailure(res, marked);
+      }
+    }
     Result<Recorded> r = recorder_.RecordProof(proof);
     if (!r.ok()) {
       return ReplyStoreFailure(res, r.status());

@@ -46,9 +46,10 @@ struct BridgeOptions {
   std::string broker_uri;
   std::string receiver_url;
   std::string client_id = "bridge-test";
-  std::string extra_bridge;  // more lines for [bridge]
-  std::string extra_mqtt;    // more lines for [mqtt] (TLS files)
-  std::string route_extra;   // more lines for every route
+  std::string extra_bridge;    // more lines for [bridge]
+  std::string extra_mqtt;      // more lines for [mqtt] (TLS files)
+  std::string route_extra;     // more lines for every route
+  std::string extra_sections;  // more tables at the end (e.g. [uploads])
   std::string token = "test-api-token";
 };
 
@@ -73,6 +74,7 @@ class BridgeProcess {
            << "timeout_ms = 2000\nretry_base_ms = 50\nretry_cap_ms = 500\n"
            << options_.route_extra << "\n";
     }
+    conf << options_.extra_sections;
     std::ofstream(dir_ / "token") << options_.token << "\n";
   }
 

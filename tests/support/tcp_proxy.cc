@@ -7,7 +7,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -48,10 +50,11 @@ int ConnectLoopback(int port) {
   return fd;
 }
 
-// Copies what `from` has to `to`; false when either side is done (EOF, error, or a stuck peer).
-bool Copy(int from, int to) {
+// Copies what `from` has, at most `max` bytes, to `to`, adding the count to `*copied`; false when
+// either side is done (EOF, error, or a stuck peer).
+bool Copy(int from, int to, size_t max = SIZE_MAX, long* copied = nullptr) {
   char buf[16384];
-  ssize_t n = recv(from, buf, sizeof buf, MSG_DONTWAIT);
+  ssize_t n = recv(from, buf, std::min(sizeof buf, max), MSG_DONTWAIT);
   if (n == 0) return false;
   if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
   for (ssize_t sent = 0; sent < n;) {
@@ -60,6 +63,7 @@ bool Copy(int from, int to) {
     if (w <= 0) return false;
     sent += w;
   }
+  if (copied != nullptr) *copied += n;
   return true;
 }
 
@@ -133,8 +137,19 @@ void TcpProxy::Run() {
       if (1 + 2 * i + 1 < fds.size()) {
         const pollfd& c = fds[1 + 2 * i];
         const pollfd& u = fds[2 + 2 * i];
-        if (c.revents & (POLLIN | POLLHUP | POLLERR))
-          alive = Copy(pairs[i].client, pairs[i].upstream);
+        const long budget = upstream_budget_.load();
+        if (budget != 0 && (c.revents & (POLLIN | POLLHUP | POLLERR))) {
+          long copied = 0;
+          alive = Copy(pairs[i].client, pairs[i].upstream,
+                       budget < 0 ? SIZE_MAX : static_cast<size_t>(budget), &copied);
+          upstream_bytes_.fetch_add(copied);
+          if (budget > 0 && copied >= budget) {
+            upstream_budget_.store(-1);
+            mode_.store(Mode::kRefuse);
+          } else if (budget > 0) {
+            upstream_budget_.fetch_sub(copied);
+          }
+        }
         if (alive && (u.revents & (POLLIN | POLLHUP | POLLERR))) {
           alive = Copy(pairs[i].upstream, pairs[i].client);
         }

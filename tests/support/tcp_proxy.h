@@ -12,6 +12,8 @@
 //     they are accepted, until forwarding resumes.
 //
 // A connection whose upstream refuses (the broker is down) is reset too, as a dead broker would.
+// RefuseAfterUpstreamBytes() cuts the link in the middle of a transfer: after a given number of
+// bytes from the clients, the proxy turns to refuse by itself.
 #pragma once
 
 #include <atomic>
@@ -38,6 +40,11 @@ class TcpProxy {
   Mode mode() const { return mode_.load(); }
   // Connections accepted since Start (a measure of the client's reconnects). Thread-safe.
   long accepted() const { return accepted_.load(); }
+  // Forwards at most `bytes` more from the clients to the upstream (all connections together),
+  // then switches to kRefuse. Thread-safe.
+  void RefuseAfterUpstreamBytes(long bytes) { upstream_budget_.store(bytes); }
+  // Bytes forwarded from the clients to the upstream since Start. Thread-safe.
+  long upstream_bytes() const { return upstream_bytes_.load(); }
 
  private:
   void Run();
@@ -48,6 +55,8 @@ class TcpProxy {
   std::atomic<Mode> mode_{Mode::kForward};
   std::atomic<bool> stop_{false};
   std::atomic<long> accepted_{0};
+  std::atomic<long> upstream_budget_{-1};  // -1: no limit
+  std::atomic<long> upstream_bytes_{0};
   std::thread thread_;
 };
 

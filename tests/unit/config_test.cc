@@ -75,9 +75,13 @@ key_file = "/etc/waybill/device.key"
 keepalive_s = 600
 inflight_batches = 40
 reconnect_max_s = 20
+upload_url = "https://bridge.example.com:8443"
+upload_chunk_kib = 64
 )",
                                                "waybill.toml");
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->uplink.upload_url, "https://bridge.example.com:8443");
+  EXPECT_EQ(cfg->uplink.upload_chunk_bytes, 64 * 1024);
   EXPECT_EQ(cfg->uplink.broker, "ssl://127.0.0.1:8883");
   EXPECT_EQ(cfg->uplink.mqtt_version, 3);
   EXPECT_EQ(cfg->uplink.keepalive_s, 600);
@@ -97,6 +101,9 @@ reconnect_max_s = 20
       {"broker = \"tcp://x:1883\"\nmqtt_version = 4", "uplink.mqtt_version must be 5 or 3"},
       {"broker = \"tcp://x:1883\"\nreconnect_max_s = 0", "reconnect_max_s must be a whole number"},
       {"brokr = \"tcp://x:1883\"", "unknown key uplink.brokr"},
+      {"upload_url = \"http://bridge:8080\"", "uplink.upload_url must start with https://"},
+      {"upload_url = \"https://bridge:8443\"", "upload_url needs uplink.cert_file"},
+      {"upload_chunk_kib = 1", "upload_chunk_kib must be a whole number from 4"},
   };
   for (const Case& c : cases) {
     std::string text = std::string("[device]\nid = \"t\"\n[uplink]\n") + c.uplink + "\n";

@@ -7,6 +7,7 @@
 
 #include "fakes/memory_outbox.h"
 #include "waybill/firmware/manifest_store.h"
+#include "waybill/firmware/photo_uploader.h"
 
 namespace waybill::firmware {
 namespace {
@@ -152,6 +153,53 @@ TEST_F(LocalApiTest, ProofReferencingAMissingPhotoIsRejected) {
   ASSERT_TRUE(not_image);
   EXPECT_EQ(not_image->status, 400);
   EXPECT_TRUE(outbox_.events().empty());
+}
+
+TEST_F(LocalApiTest, OnlyPhotosThatAStoredProofNamesAreMarkedForUpload) {
+  PhotoUploadQueue queue(dir_.string() + "/photo-uploads");
+  bool marking_fails = false;
+  LocalApiHooks hooks;
+  hooks.photo_referenced = [&](const std::array<uint8_t, 32>& sha) {
+    return marking_fails ? Status::IOError("create photo-uploads/x: Input/output error")
+                         : queue.Mark(sha);
+  };
+  LocalApi api(*recorder_, *photos_, hooks);
+  ASSERT_TRUE(api.Start("127.0.0.1", 0).ok());
+  httplib::Client client("127.0.0.1", api.port());
+  auto post_photo = [&](const std::string& bytes) {
+    auto res = client.Post("/v1/photos", bytes, "image/jpeg");
+    EXPECT_TRUE(res && res->status == 201);
+    return res ? json::parse(res->body)["sha256"].get<std::string>() : std::string();
+  };
+  const std::string used = post_photo("\xFF\xD8\xFF\xE0 the doorstep");
+  const std::string unused = post_photo("\xFF\xD8\xFF\xE0 a blurred one");
+  const std::string failing = post_photo("\xFF\xD8\xFF\xE0 the parcel");
+  EXPECT_TRUE(queue.Pending().empty()) << "a photo alone is not sent";
+
+  json proof = {{"order_id", "ORD-9"}, {"recipient_name", "Jana Novak"}, {"photo_sha256", used}};
+  auto res = client.Post("/v1/proofs", proof.dump(), "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 201) << res->body;
+  auto pending = queue.Pending();
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(ToHex(pending[0]), used);
+
+  // A proof whose photo cannot be marked is not stored: the app keeps it and retries.
+  marking_fails = true;
+  proof["photo_sha256"] = failing;
+  res = client.Post("/v1/proofs", proof.dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 503) << res->body;
+  EXPECT_EQ(outbox_.events().size(), 1u);
+  EXPECT_EQ(queue.Pending().size(), 1u);
+
+  // Uploaded photos leave the queue; refused ones are set aside, not retried.
+  ASSERT_TRUE(queue.Reject(pending[0]).ok());
+  EXPECT_TRUE(queue.Pending().empty());
+  ASSERT_TRUE(queue.Mark(*ParseSha256Hex(unused)).ok());
+  ASSERT_TRUE(queue.Done(*ParseSha256Hex(unused)).ok());
+  EXPECT_TRUE(queue.Pending().empty());
+  api.Stop();
 }
 
 TEST_F(LocalApiTest, StorageFailureIsNotReportedAsStored) {

@@ -1,5 +1,6 @@
-// waybill-bridge, composed: the inbox, the MQTT consumer, the forwarder, and the HTTP API
-// (/metrics, /healthz, /readyz, the downlink /v1/devices/{id}/commands). docs/BRIDGE.md.
+// waybill-bridge, composed: the inbox, the MQTT consumer, the forwarder, the HTTP API
+// (/metrics, /healthz, /readyz, the downlink /v1/devices/{id}/commands), and with [uploads] the
+// HTTPS photo upload endpoint and the photo forwarder (uploads.h). docs/BRIDGE.md.
 #pragma once
 
 #include <memory>
@@ -19,6 +20,9 @@ class Inbox;
 class Consumer;
 class Forwarder;
 struct Metrics;
+class UploadStore;
+class UploadServer;
+class PhotoForwarder;
 
 class Bridge {
  public:
@@ -38,6 +42,8 @@ class Bridge {
 
   // The API's port (after Start; useful with listen = "127.0.0.1:0").
   int api_port() const { return api_port_; }
+  // The photo upload endpoint's port; 0 without [uploads].
+  int upload_port() const;
 
  private:
   void ServeApi();
@@ -47,6 +53,9 @@ class Bridge {
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<Forwarder> forwarder_;
   std::unique_ptr<Consumer> consumer_;
+  std::unique_ptr<UploadStore> upload_store_;
+  std::unique_ptr<PhotoForwarder> photo_forwarder_;
+  std::unique_ptr<UploadServer> upload_server_;
   std::unique_ptr<httplib::Server> api_;
   std::thread api_thread_;
   int api_port_ = 0;

@@ -70,6 +70,26 @@ struct ProofsConfig {
   std::string ca_file;  // the fleet CA every device certificate must chain to
 };
 
+// [uploads]: the HTTPS endpoint where trucks upload proof-of-delivery photos (docs/BRIDGE.md),
+// and the forwarding of complete photos to the backend. Absent: no endpoint.
+struct UploadsConfig {
+  bool enabled = false;
+  std::string listen;     // host:port, HTTPS only
+  std::string cert_file;  // the endpoint's certificate and key
+  std::string key_file;
+  std::string client_ca_file;       // the fleet CA: a device is known by its certificate's CN
+  std::string dir;                  // default <data_dir>/photos
+  uint64_t max_bytes = 8ull << 20;  // the largest photo accepted
+  // Where complete photos go: {sha256} and {device} are replaced. http:// or https://.
+  std::string forward_url;
+  std::string forward_ca_file;     // extra CA bundle for the backend; empty = system store
+  std::string forward_auth_token;  // from forward_auth_token_env / _file; sent as Bearer
+  int64_t forward_timeout_ms = 60'000;
+  RetryPolicy forward_retry{1000, 60'000, 600'000};
+  // How long a forwarded photo stays on the bridge (0: deleted as soon as the backend has it).
+  int64_t retention_h = 24;
+};
+
 struct BridgeConfig {
   std::string data_dir = "/var/lib/waybill-bridge";  // holds inbox.db
   std::string instance = "bridge";                   // names this instance in logs and metrics
@@ -77,6 +97,7 @@ struct BridgeConfig {
   ApiConfig api;
   RouteConfig routes[kRouteCount];
   ProofsConfig proofs;
+  UploadsConfig uploads;
   // Validation of incoming batches.
   int64_t max_future_ms = 86'400'000;  // event times later than now + this are implausible
   int64_t min_event_time_ms = 1'577'836'800'000;  // 2020-01-01: earlier times are implausible

@@ -19,6 +19,22 @@ namespace waybill::bridge {
 inline constexpr std::array<int64_t, 14> kLatencyBucketsMs = {
     5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10'000, 30'000, 60'000, 300'000};
 
+// How the upload endpoint answered a request (waybill_bridge_photo_uploads_total{result=...}).
+enum class UploadResult : uint8_t {
+  kAccepted = 0,    // a part appended (200)
+  kCompleted,       // the last part: verified and stored (201)
+  kWrongOffset,     // 409: the offset was not the stored one, or the photo is already whole
+  kBusy,            // 409: another request of the same photo is running
+  kDigestMismatch,  // 422: whole, but not the bytes its name says; discarded
+  kBadRequest,      // 400: a missing or malformed header or name
+  kForbidden,       // 403: no usable client certificate
+  kTooLarge,        // 413: above uploads.max_bytes
+  kHead,            // HEAD (or GET) answered
+  kError,           // 5xx: the bridge's disk failed
+};
+inline constexpr int kUploadResultCount = 10;
+std::string_view ToString(UploadResult result);
+
 struct Metrics {
   using Counter = std::atomic<uint64_t>;
   Counter messages_received{0};                        // MQTT messages on fleet/+/up
@@ -41,6 +57,11 @@ struct Metrics {
   Counter broker_connects{0};
   Counter commands_sent{0};
   Counter command_results{0};
+  std::array<Counter, kUploadResultCount> photo_uploads{};  // requests, by result
+  Counter photo_bytes_received{0};   // body bytes appended to part files (resends included)
+  Counter photos_forwarded{0};       // complete photos the backend accepted
+  Counter photo_forward_retries{0};  // forwarding attempts that failed and will be repeated
+  Counter photos_refused{0};         // photos the backend refused with a 4xx (kept, not resent)
 
   void ObserveLatency(Route route, int64_t ms);
   // Prometheus text format 0.0.4; `counts` adds the inbox gauges (pending per route, dead

@@ -43,6 +43,10 @@ struct DaemonConfig {
     int64_t batch_wait_ms = 5000;    // how long live events wait for a batch to fill
     int64_t ack_timeout_ms = 60000;  // unacknowledged batches are sent again after this
     int64_t reconnect_max_s = 300;   // the longest wait between two connect attempts
+    // https://host:port of the bridge's photo upload endpoint; empty: photos stay on the unit.
+    // Uses ca_file, cert_file and key_file (mutual TLS: the bridge knows the unit by its CN).
+    std::string upload_url;
+    int64_t upload_chunk_bytes = 256 * 1024;  // upload_chunk_kib: what a cut link costs at most
   } uplink;
 
   // The key that signs proofs of delivery: [device] key_file, else [uplink] key_file; empty when

@@ -2,26 +2,26 @@
 // local API.
 //
 // Threads: the GNSS thread owns the source and the parser (bytes -> fixes -> time keeper ->
-// sampler -> outbox); the API server has its own; Run() is the supervisor: it records health
-// events, kicks the hardware and systemd watchdogs while the GNSS thread and the outbox make
-// progress, and on RequestStop() stops the API (in-flight requests finish), the GNSS thread,
-// flushes the outbox and returns.
+// sampler -> outbox); the API server has its own; the photo uploader has its own; Run() is the
+// supervisor: it records health events, kicks the hardware and systemd watchdogs while the GNSS
+// thread and the outbox make progress, and on RequestStop() stops the API (in-flight requests
+// finish), the GNSS thread, flushes the outbox and returns.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "waybill/firmware/commands.h"
 #include "waybill/firmware/config.h"
 #include "waybill/firmware/local_api.h"
 #include "waybill/firmware/manifest_store.h"
 #include "waybill/firmware/photo_store.h"
+#include "waybill/firmware/photo_uploader.h"
 #include "waybill/firmware/recorder.h"
 #include "waybill/firmware/sampler.h"
 #include "waybill/firmware/time_keeper.h"
@@ -84,6 +84,7 @@ class Daemon {
   std::unique_ptr<sync::DeviceKey> proof_key_;  // null: proofs are recorded unsigned
   std::unique_ptr<Recorder> recorder_;
   std::unique_ptr<PhotoStore> photos_;
+  std::unique_ptr<PhotoUploadQueue> upload_queue_;
   std::unique_ptr<ManifestStore> manifests_;
   std::unique_ptr<CommandDispatcher> commands_;
   std::unique_ptr<LocalApi> api_;
@@ -91,6 +92,7 @@ class Daemon {
   std::unique_ptr<hal::Watchdog> watchdog_;
   std::unique_ptr<hal::StorageHealth> storage_;
   std::unique_ptr<sync::Uplink> uplink_;  // null when waybill.toml names no broker
+  std::unique_ptr<PhotoUploader> uploader_;  // null without [uplink] upload_url
 
   // Owned by the GNSS thread; the snapshot below is what others read.
   hal::NmeaParser parser_;

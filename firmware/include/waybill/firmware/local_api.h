@@ -47,6 +47,9 @@ struct LocalApiHooks {
   // for the stop list (ManifestStore::Record). A failure does not undo the stored event: the
   // answer still is 201, with "stop_recorded": false.
   std::function<Status(const StopUpdate&)> stop_update;
+  // A proof about to be stored references this photo: mark it for upload (durably, before the
+  // proof's commit). An error answers 503/507 and the proof is not stored. May be empty.
+  std::function<Status(const std::array<uint8_t, 32>& sha256)> photo_referenced;
 };
 
 class LocalApi {
