@@ -3,6 +3,7 @@
 #include <charconv>
 #include <ctime>
 
+#include "waybill/hal/files.h"
 #include "waybill/sync/events.h"
 
 namespace waybill::bridge {
@@ -134,16 +135,6 @@ class Writer {
   bool fresh_ = true;
 };
 
-std::string Hex(const std::array<uint8_t, 32>& bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (uint8_t b : bytes) {
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 15]);
-  }
-  return out;
-}
-
 std::string Base64(std::string_view bytes) {
   static constexpr char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -204,7 +195,7 @@ void Proof(Writer& w, const sync::ProofOfDelivery& p, bool signature_verified) {
   w.Close(']').Close('}');
   if (p.photo_sha256) {
     w.Key("photo").Open('{');
-    w.Key("sha256").Str(Hex(*p.photo_sha256));
+    w.Key("sha256").Str(hal::ToHex(*p.photo_sha256));
     w.Key("bytes").Int(static_cast<int64_t>(p.photo_bytes)).Key("mime").Str(p.photo_mime);
     w.Close('}');
   }

@@ -10,87 +10,27 @@
 #include <cstring>
 #include <filesystem>
 
+#include "waybill/hal/files.h"
 #include "waybill/sync/wire.h"
 
 namespace waybill::bridge {
 
 namespace {
 
-Status ErrnoStatus(const std::string& what, int err) {
-  std::string msg = what + ": " + std::strerror(err);
-  if (err == ENOSPC || err == EDQUOT) return Status::NoSpace(msg);
-  return Status::IOError(msg);
-}
-
-Status FsyncPath(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("open " + path, errno);
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  return rc == 0 ? Status::Ok() : ErrnoStatus("fsync " + path, err);
-}
-
 // The size of `path`; -1 if it does not exist.
 Result<int64_t> SizeOf(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return int64_t{-1};
-    return ErrnoStatus("stat " + path, errno);
+    return hal::ErrnoStatus("stat " + path, errno);
   }
   return static_cast<int64_t>(st.st_size);
-}
-
-Status WriteAll(int fd, std::string_view bytes, const std::string& path) {
-  while (!bytes.empty()) {
-    ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus("write " + path, errno);
-    }
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
-  return Status::Ok();
-}
-
-Result<std::string> ReadFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return Status::NotFound(path + " does not exist");
-    return ErrnoStatus("open " + path, errno);
-  }
-  std::string out;
-  char buf[64 * 1024];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return ErrnoStatus("read " + path, err);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return out;
-}
-
-std::string Hex(const unsigned char* bytes, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(n * 2);
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(kDigits[bytes[i] >> 4]);
-    out.push_back(kDigits[bytes[i] & 15]);
-  }
-  return out;
 }
 
 // The sha256 of a file, streamed (a photo is never held twice in memory).
 Result<std::string> Sha256OfFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("open " + path, errno);
+  if (fd < 0) return hal::ErrnoStatus("open " + path, errno);
   mbedtls_sha256_context ctx;
   mbedtls_sha256_init(&ctx);
   mbedtls_sha256_starts_ret(&ctx, 0);
@@ -100,7 +40,7 @@ Result<std::string> Sha256OfFile(const std::string& path) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      error = ErrnoStatus("read " + path, errno);
+      error = hal::ErrnoStatus("read " + path, errno);
       break;
     }
     if (n == 0) break;
@@ -111,7 +51,7 @@ Result<std::string> Sha256OfFile(const std::string& path) {
   mbedtls_sha256_finish_ret(&ctx, digest);
   mbedtls_sha256_free(&ctx);
   if (!error.ok()) return error;
-  return Hex(digest, sizeof digest);
+  return hal::ToHex(digest);
 }
 
 Status CheckNames(std::string_view device, std::string_view sha_hex, std::string* sha) {
@@ -158,7 +98,7 @@ std::string NormalizeSha256Hex(std::string_view hex) {
 std::string Sha256Hex(std::string_view bytes) {
   unsigned char digest[32];
   mbedtls_sha256_ret(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest, 0);
-  return Hex(digest, sizeof digest);
+  return hal::ToHex(digest);
 }
 
 std::string_view PhotoMime(std::string_view head) {
@@ -237,16 +177,16 @@ Result<AppendResult> UploadStore::Append(std::string_view device, std::string_vi
   const bool new_folder = !std::filesystem::exists(folder);
   if (new_folder) {
     if (::mkdir(folder.c_str(), 0700) != 0 && errno != EEXIST) {
-      return ErrnoStatus("mkdir " + folder, errno);
+      return hal::ErrnoStatus("mkdir " + folder, errno);
     }
-    if (Status s = FsyncPath(options_.dir); !s.ok()) return s;
+    if (Status s = hal::FsyncPath(options_.dir); !s.ok()) return s;
   }
   int fd = ::open(part_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoStatus("open " + part_path, errno);
-  Status s = WriteAll(fd, bytes, part_path);
-  if (s.ok() && ::fdatasync(fd) != 0) s = ErrnoStatus("fdatasync " + part_path, errno);
+  if (fd < 0) return hal::ErrnoStatus("open " + part_path, errno);
+  Status s = hal::WriteAll(fd, bytes, part_path);
+  if (s.ok() && ::fdatasync(fd) != 0) s = hal::ErrnoStatus("fdatasync " + part_path, errno);
   ::close(fd);
-  if (s.ok() && *part < 0) s = FsyncPath(folder);  // the part file's name is durable too
+  if (s.ok() && *part < 0) s = hal::FsyncPath(folder);  // the part file's name is durable too
   if (!s.ok()) {
     // Keep the promise of the failure contract: cut back to what Head() reported before.
     if (*part < 0) {
@@ -264,13 +204,13 @@ Result<AppendResult> UploadStore::Append(std::string_view device, std::string_vi
   if (!digest.ok()) return digest.status();
   if (*digest != sha) {
     ::unlink(part_path.c_str());
-    if (Status fs = FsyncPath(folder); !fs.ok()) return fs;
+    if (Status fs = hal::FsyncPath(folder); !fs.ok()) return fs;
     return AppendResult{AppendVerdict::kDigestMismatch, 0, bytes.size()};
   }
   if (::rename(part_path.c_str(), final_path.c_str()) != 0) {
-    return ErrnoStatus("rename " + part_path, errno);
+    return hal::ErrnoStatus("rename " + part_path, errno);
   }
-  if (Status fs = FsyncPath(folder); !fs.ok()) return fs;
+  if (Status fs = hal::FsyncPath(folder); !fs.ok()) return fs;
   return AppendResult{AppendVerdict::kCompleted, now_held, bytes.size()};
 }
 
@@ -304,17 +244,17 @@ Result<std::vector<StoredPhoto>> UploadStore::List() const {
 }
 
 Result<std::string> UploadStore::Read(const StoredPhoto& photo) const {
-  return ReadFile(photo.path);
+  return hal::ReadWholeFile(photo.path);
 }
 
 Status UploadStore::Mark(const StoredPhoto& photo, const char* suffix, std::string_view text) {
   std::string path = photo.path + suffix;
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoStatus("create " + path, errno);
-  Status s = WriteAll(fd, text, path);
-  if (s.ok() && ::fdatasync(fd) != 0) s = ErrnoStatus("fdatasync " + path, errno);
+  if (fd < 0) return hal::ErrnoStatus("create " + path, errno);
+  Status s = hal::WriteAll(fd, text, path);
+  if (s.ok() && ::fdatasync(fd) != 0) s = hal::ErrnoStatus("fdatasync " + path, errno);
   ::close(fd);
-  if (s.ok()) s = FsyncPath(std::filesystem::path(photo.path).parent_path().string());
+  if (s.ok()) s = hal::FsyncPath(std::filesystem::path(photo.path).parent_path().string());
   return s;
 }
 
@@ -335,7 +275,7 @@ Result<size_t> UploadStore::PruneForwarded(int64_t before_unix_ms) {
     // The photo first, its marker after: a crash in between leaves a marker without a photo,
     // which List() ignores, never a photo that looks unforwarded.
     if (::unlink(p.path.c_str()) != 0 && errno != ENOENT) {
-      return ErrnoStatus("unlink " + p.path, errno);
+      return hal::ErrnoStatus("unlink " + p.path, errno);
     }
     ::unlink((p.path + ".forwarded").c_str());
     ++pruned;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "waybill/hal/files.h"
 #include "waybill/sync/data_key.h"
 
 namespace waybill::firmware {
@@ -37,45 +38,7 @@ std::string PhotoAad(const std::array<uint8_t, 32>& sha256, std::string_view mim
   return "waybill photo:" + ToHex(sha256) + ":" + std::string(mime);
 }
 
-Status ErrnoStatus(const std::string& what, int err) {
-  std::string msg = what + ": " + std::strerror(err);
-  if (err == ENOSPC || err == EDQUOT) return Status::NoSpace(msg);
-  return Status::IOError(msg);
-}
-
-Status WriteAll(int fd, std::string_view bytes, const std::string& path) {
-  while (!bytes.empty()) {
-    ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus("write " + path, errno);
-    }
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
-  return Status::Ok();
-}
-
-Status FsyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("open " + dir, errno);
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  return rc == 0 ? Status::Ok() : ErrnoStatus("fsync " + dir, err);
-}
-
 }  // namespace
-
-std::string ToHex(std::span<const uint8_t> bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (uint8_t b : bytes) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 15]);
-  }
-  return out;
-}
 
 std::optional<std::array<uint8_t, 32>> ParseSha256Hex(std::string_view hex) {
   if (hex.size() != 64) return std::nullopt;
@@ -131,14 +94,14 @@ Result<PhotoRef> PhotoStore::Put(std::string_view bytes) {
   }
   std::string tmp = ref.path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoStatus("create " + tmp, errno);
-  Status s = WriteAll(fd, data_key_ ? std::string_view(stored) : bytes, tmp);
-  if (s.ok() && ::fdatasync(fd) != 0) s = ErrnoStatus("fdatasync " + tmp, errno);
+  if (fd < 0) return hal::ErrnoStatus("create " + tmp, errno);
+  Status s = hal::WriteAll(fd, data_key_ ? std::string_view(stored) : bytes, tmp);
+  if (s.ok() && ::fdatasync(fd) != 0) s = hal::ErrnoStatus("fdatasync " + tmp, errno);
   ::close(fd);
   if (s.ok() && ::rename(tmp.c_str(), ref.path.c_str()) != 0) {
-    s = ErrnoStatus("rename " + tmp, errno);
+    s = hal::ErrnoStatus("rename " + tmp, errno);
   }
-  if (s.ok()) s = FsyncDir(dir_);
+  if (s.ok()) s = hal::FsyncPath(dir_);
   if (!s.ok()) {
     ::unlink(tmp.c_str());
     return s;
@@ -175,27 +138,14 @@ Result<PhotoRef> PhotoStore::Find(const std::array<uint8_t, 32>& sha256) const {
 
 Result<std::string> PhotoStore::Read(const std::array<uint8_t, 32>& sha256) const {
   std::string path = dir_ + "/" + ToHex(sha256);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) {
+  Result<std::string> read = hal::ReadWholeFile(path);
+  if (!read.ok()) {
+    if (read.status().IsNotFound()) {
       return Status::NotFound("photo " + ToHex(sha256) + " is not on this device");
     }
-    return ErrnoStatus("open " + path, errno);
+    return read.status();
   }
-  std::string bytes;
-  char buf[64 * 1024];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return ErrnoStatus("read " + path, err);
-    }
-    if (n == 0) break;
-    bytes.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
+  std::string bytes = std::move(read).value();
   if (!IsSealedPhoto(bytes)) return bytes;
   if (!data_key_) {
     return Status::FailedPrecondition("photo " + ToHex(sha256) +
@@ -215,8 +165,9 @@ Result<std::string> PhotoStore::Read(const std::array<uint8_t, 32>& sha256) cons
 
 Status PhotoStore::Remove(const std::array<uint8_t, 32>& sha256) {
   std::string path = dir_ + "/" + ToHex(sha256);
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("unlink " + path, errno);
-  return FsyncDir(dir_);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    return hal::ErrnoStatus("unlink " + path, errno);
+  return hal::FsyncPath(dir_);
 }
 
 }  // namespace waybill::firmware

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <random>
 
+#include "waybill/hal/files.h"
 #include "waybill/sync/backoff.h"
 
 namespace waybill::firmware {
@@ -21,21 +22,6 @@ namespace {
 
 constexpr int kMaxConflictsPerAttempt = 5;  // 409s in a row before backing off
 constexpr size_t kMaxResponseBytes = 4096;
-
-Status ErrnoStatus(const std::string& what, int err) {
-  std::string msg = what + ": " + std::strerror(err);
-  if (err == ENOSPC || err == EDQUOT) return Status::NoSpace(msg);
-  return Status::IOError(msg);
-}
-
-Status FsyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("open " + dir, errno);
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  return rc == 0 ? Status::Ok() : ErrnoStatus("fsync " + dir, err);
-}
 
 // A header line's value if its name is `name` (case-insensitive), else nullopt.
 std::optional<std::string> HeaderValue(std::string_view line, std::string_view name) {
@@ -78,9 +64,9 @@ PhotoUploadQueue::PhotoUploadQueue(std::string dir) : dir_(std::move(dir)) {
 Status PhotoUploadQueue::Mark(const std::array<uint8_t, 32>& sha256) {
   std::string path = dir_ + "/" + ToHex(sha256);
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoStatus("mark photo for upload: create " + path, errno);
+  if (fd < 0) return hal::ErrnoStatus("mark photo for upload: create " + path, errno);
   ::close(fd);
-  return FsyncDir(dir_);
+  return hal::FsyncPath(dir_);
 }
 
 std::vector<std::array<uint8_t, 32>> PhotoUploadQueue::Pending() const {
@@ -104,16 +90,17 @@ std::vector<std::array<uint8_t, 32>> PhotoUploadQueue::Pending() const {
 
 Status PhotoUploadQueue::Done(const std::array<uint8_t, 32>& sha256) {
   std::string path = dir_ + "/" + ToHex(sha256);
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("unlink " + path, errno);
-  return FsyncDir(dir_);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    return hal::ErrnoStatus("unlink " + path, errno);
+  return hal::FsyncPath(dir_);
 }
 
 Status PhotoUploadQueue::Reject(const std::array<uint8_t, 32>& sha256) {
   std::string path = dir_ + "/" + ToHex(sha256);
   if (::rename(path.c_str(), (path + ".rejected").c_str()) != 0 && errno != ENOENT) {
-    return ErrnoStatus("rename " + path, errno);
+    return hal::ErrnoStatus("rename " + path, errno);
   }
-  return FsyncDir(dir_);
+  return hal::FsyncPath(dir_);
 }
 
 // One answer of the bridge. `status` 0: the request did not complete (`error` says why).

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <mutex>
 
+#include "waybill/hal/files.h"
 #include "waybill/sync/pki.h"
 
 namespace waybill::sync {
@@ -22,16 +23,6 @@ namespace {
 
 constexpr char kKeyIdLabel[] = "waybill data key id v1";
 constexpr unsigned char kDrbgPersonalization[] = "waybill-data-key";
-
-std::string Hex(const uint8_t* bytes, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(kDigits[bytes[i] >> 4]);
-    out.push_back(kDigits[bytes[i] & 15]);
-  }
-  return out;
-}
 
 std::string ModeOctal(mode_t mode) {
   char buf[8];
@@ -118,7 +109,8 @@ class DataKeyImpl final : public DataKey {
     const auto* p = reinterpret_cast<const unsigned char*>(sealed.data());
     if (std::memcmp(p + 1, key_id_.data(), kSealedKeyIdBytes) != 0) {
       return Status::Corruption("open: sealed with another data key (key id " +
-                                Hex(p + 1, kSealedKeyIdBytes) + "; this key is " + KeyIdHex() +
+                                hal::ToHex(std::span<const uint8_t>(p + 1, kSealedKeyIdBytes)) +
+                                "; this key is " + KeyIdHex() +
                                 "): the key file was replaced or lost");
     }
     const unsigned char* nonce = p + 1 + kSealedKeyIdBytes;
@@ -141,7 +133,7 @@ class DataKeyImpl final : public DataKey {
     return out;
   }
 
-  std::string KeyIdHex() const override { return Hex(key_id_.data(), key_id_.size()); }
+  std::string KeyIdHex() const override { return hal::ToHex(key_id_); }
 
  private:
   mutable std::mutex mu_;  // the GCM context and the DRBG keep state between calls

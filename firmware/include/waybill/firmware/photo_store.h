@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 
+#include "waybill/hal/files.h"
 #include "waybill/status.h"
 
 namespace waybill::sync {
@@ -37,7 +38,7 @@ struct PhotoRef {
   std::string path;
 };
 
-std::string ToHex(std::span<const uint8_t> bytes);
+using hal::ToHex;
 // Parses 64 hex digits; nullopt if anything else.
 std::optional<std::array<uint8_t, 32>> ParseSha256Hex(std::string_view hex);
 std::array<uint8_t, 32> Sha256(std::string_view bytes);
