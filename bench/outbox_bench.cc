@@ -280,7 +280,8 @@ int main() {
     std::fprintf(stderr,
                  "outbox bench: %u fixes with %zu-byte bodies take %llu live bytes (%.1f B each); "
                  "extrapolated to 128 MiB\n",
-                 kFixes, FixBody(kFixes / 2).size(), static_cast<unsigned long long>(bytes), per_fix);
+                 kFixes, FixBody(kFixes / 2).size(), static_cast<unsigned long long>(bytes),
+                 per_fix);
     Figure("outbox.fixes_per_128MiB", static_cast<double>(128ull << 20) / per_fix, "fixes");
   }
 

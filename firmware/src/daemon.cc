@@ -7,9 +7,9 @@
 #include <filesystem>
 
 #include "waybill/hal/serial.h"
+#include "waybill/sync/data_key.h"
 #include "waybill/sync/pki.h"
 #include "waybill/sync/proof_signature.h"
-#include "waybill/sync/data_key.h"
 
 namespace waybill::firmware {
 

@@ -136,8 +136,8 @@ sync::DeliveryEvent ParseDelivery(const json& body) {
   }
   std::optional<sync::DeliveryKind> k = sync::ParseDeliveryKind(*kind);
   if (!k) {
-    throw FieldError{"kind", "\"" + *kind +
-                                 "\" is not one of arrived, delivered, partial, failed, picked_up"};
+    throw FieldError{
+        "kind", "\"" + *kind + "\" is not one of arrived, delivered, partial, failed, picked_up"};
   }
   ev.kind = *k;
   if (std::optional<std::string> reason = OptString(body, "reason")) {
@@ -177,8 +177,8 @@ sync::ProofOfDelivery ParseProof(const json& body, PhotoStore& photos) {
         if (!p.is_array() || p.size() != 2 || !p[0].is_number() || !p[1].is_number()) {
           throw FieldError{where, "expected points as [x, y] number pairs"};
         }
-        points.push_back({static_cast<int32_t>(p[0].get<double>()),
-                          static_cast<int32_t>(p[1].get<double>())});
+        points.push_back(
+            {static_cast<int32_t>(p[0].get<double>()), static_cast<int32_t>(p[1].get<double>())});
       }
       proof.signature.push_back(std::move(points));
     }
@@ -230,51 +230,53 @@ void LocalApi::Routes() {
     };
   };
 
-  s.Post("/v1/deliveries", json_handler([this](const httplib::Request& req,
-                                               httplib::Response& res) {
-    sync::DeliveryEvent ev = ParseDelivery(ParseBody(req));
-    if (hooks_.last_fix) {
-      if (std::optional<hal::GnssFix> fix = hooks_.last_fix()) {
-        ev.lat_e7 = fix->lat_e7;
-        ev.lon_e7 = fix->lon_e7;
-      }
-    }
-    Result<Recorded> r = recorder_.RecordDelivery(ev);
-    if (!r.ok()) {
-      return ReplyStoreFailure(res, r.status());
-    }
-    json body = Stored(*r);
-    RecordAtStop({ev.stop_id, r->seq, r->stamp.ts_ms, ev.kind, ev.reason, ev.items}, body);
-    Reply(res, 201, body);
-  }));
+  s.Post("/v1/deliveries",
+         json_handler([this](const httplib::Request& req, httplib::Response& res) {
+           sync::DeliveryEvent ev = ParseDelivery(ParseBody(req));
+           if (hooks_.last_fix) {
+             if (std::optional<hal::GnssFix> fix = hooks_.last_fix()) {
+               ev.lat_e7 = fix->lat_e7;
+               ev.lon_e7 = fix->lon_e7;
+             }
+           }
+           Result<Recorded> r = recorder_.RecordDelivery(ev);
+           if (!r.ok()) {
+             return ReplyStoreFailure(res, r.status());
+           }
+           json body = Stored(*r);
+           RecordAtStop({ev.stop_id, r->seq, r->stamp.ts_ms, ev.kind, ev.reason, ev.items}, body);
+           Reply(res, 201, body);
+         }));
 
   s.Post("/v1/proofs", json_handler([this](const httplib::Request& req, httplib::Response& res) {
-    sync::ProofOfDelivery proof = ParseProof(ParseBody(req), photos_);
-    if (proof.photo_sha256 && hooks_.photo_referenced) {
-      if (Status marked = hooks_.photo_referenced(*proof.photo_sha256); !marked.ok()) {
-        return ReplyStoreFailure(res, marked);
-      }
-    }
-    Result<Recorded> r = recorder_.RecordProof(proof);
-    if (!r.ok()) {
-      return ReplyStoreFailure(res, r.status());
-    }
-    json body = Stored(*r);
-    RecordAtStop({proof.stop_id, r->seq, r->stamp.ts_ms, std::nullopt, sync::FailReason::kNone,
-                  std::nullopt},
-                 body);
-    Reply(res, 201, body);
-  }));
+           sync::ProofOfDelivery proof = ParseProof(ParseBody(req), photos_);
+           if (proof.photo_sha256 && hooks_.photo_referenced) {
+             if (Status marked = hooks_.photo_referenced(*proof.photo_sha256); !marked.ok()) {
+               return ReplyStoreFailure(res, marked);
+             }
+           }
+           Result<Recorded> r = recorder_.RecordProof(proof);
+           if (!r.ok()) {
+             return ReplyStoreFailure(res, r.status());
+           }
+           json body = Stored(*r);
+           RecordAtStop({proof.stop_id, r->seq, r->stamp.ts_ms, std::nullopt,
+                         sync::FailReason::kNone, std::nullopt},
+                        body);
+           Reply(res, 201, body);
+         }));
 
   s.Post("/v1/photos", json_handler([this](const httplib::Request& req, httplib::Response& res) {
-    Result<PhotoRef> ref = photos_.Put(req.body);
-    if (!ref.ok()) {
-      return ReplyStoreFailure(res, ref.status());
-    }
-    Reply(res, 201,
-          {{"stored", true}, {"sha256", ToHex(ref->sha256)}, {"bytes", ref->bytes},
-           {"mime", ref->mime}});
-  }));
+           Result<PhotoRef> ref = photos_.Put(req.body);
+           if (!ref.ok()) {
+             return ReplyStoreFailure(res, ref.status());
+           }
+           Reply(res, 201,
+                 {{"stored", true},
+                  {"sha256", ToHex(ref->sha256)},
+                  {"bytes", ref->bytes},
+                  {"mime", ref->mime}});
+         }));
 
   s.Get("/v1/status", [this](const httplib::Request&, httplib::Response& res) {
     ++requests_;
@@ -287,7 +289,8 @@ void LocalApi::Routes() {
     ++requests_;
     std::optional<json> manifest = hooks_.manifest ? hooks_.manifest() : std::nullopt;
     if (!manifest) {
-      return ReplyError(res, 404, "", "no manifest received yet: the backend sends the day's stops");
+      return ReplyError(res, 404, "",
+                        "no manifest received yet: the backend sends the day's stops");
     }
     Reply(res, 200, *manifest);
   });
@@ -311,8 +314,9 @@ void LocalApi::Routes() {
     if (res.status == 404) {
       ReplyError(res, 404, "", "no such endpoint: " + req.method + " " + req.path);
     } else if (res.status == 413) {
-      ReplyError(res, 413, "", "body too large: at most " +
-                                   std::to_string(PhotoStore::kMaxPhotoBytes) + " bytes");
+      ReplyError(
+          res, 413, "",
+          "body too large: at most " + std::to_string(PhotoStore::kMaxPhotoBytes) + " bytes");
     }
   });
 }
@@ -334,8 +338,8 @@ Status LocalApi::Start(const std::string& host, int port) {
     port_ = server_->bind_to_port(host, port) ? port : -1;
   }
   if (port_ <= 0) {
-    return Status::Unavailable("local API: cannot listen on " + host + ":" +
-                               std::to_string(port) + " (address in use?)");
+    return Status::Unavailable("local API: cannot listen on " + host + ":" + std::to_string(port) +
+                               " (address in use?)");
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return Status::Ok();

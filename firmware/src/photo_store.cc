@@ -145,15 +145,14 @@ Result<std::string> PhotoStore::Read(const std::array<uint8_t, 32>& sha256) cons
     }
     return read.status();
   }
-  std::string bytes = std::move(read).value();
-  if (!IsSealedPhoto(bytes)) return bytes;
+  std::string_view bytes = *read;
+  if (!IsSealedPhoto(bytes)) return read;
   if (!data_key_) {
     return Status::FailedPrecondition("photo " + ToHex(sha256) +
                                       " is sealed and this store has no data key to open it");
   }
   std::string_view mime = MimeOfCode(static_cast<uint8_t>(bytes[0]));
-  Result<std::string> opened =
-      data_key_->Open(std::string_view(bytes).substr(1), PhotoAad(sha256, mime));
+  Result<std::string> opened = data_key_->Open(bytes.substr(1), PhotoAad(sha256, mime));
   if (!opened.ok()) {
     return Status::Corruption("photo " + ToHex(sha256) + ": " + opened.status().message());
   }

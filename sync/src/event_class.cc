@@ -9,10 +9,14 @@ bool IsProtected(EventClass cls) {
 
 const char* ToString(EventClass cls) {
   switch (cls) {
-    case EventClass::kFix: return "fix";
-    case EventClass::kHealth: return "health";
-    case EventClass::kDelivery: return "delivery";
-    case EventClass::kProofOfDelivery: return "pod";
+    case EventClass::kFix:
+      return "fix";
+    case EventClass::kHealth:
+      return "health";
+    case EventClass::kDelivery:
+      return "delivery";
+    case EventClass::kProofOfDelivery:
+      return "pod";
   }
   return "unknown";
 }

@@ -12,11 +12,11 @@ namespace waybill::sync {
 
 namespace {
 
-constexpr std::string_view kKindNames[] = {"", "arrived", "delivered", "partial", "failed",
-                                           "picked_up"};
-constexpr std::string_view kReasonNames[] = {"none",           "recipient_absent", "refused",
-                                             "address_not_found", "access_blocked", "damaged",
-                                             "other"};
+constexpr std::string_view kKindNames[] = {"",        "arrived", "delivered",
+                                           "partial", "failed",  "picked_up"};
+constexpr std::string_view kReasonNames[] = {
+    "none",           "recipient_absent", "refused", "address_not_found",
+    "access_blocked", "damaged",          "other"};
 
 Status CheckLength(std::string_view field, const std::string& value, size_t max_bytes) {
   if (value.size() > max_bytes) {
@@ -168,8 +168,8 @@ Status Validate(const ProofOfDelivery& proof) {
     points += stroke.size();
   }
   if (points > kMaxSignaturePoints) {
-    return Status::InvalidArgument("signature: " + std::to_string(points) +
-                                   " points, at most " + std::to_string(kMaxSignaturePoints));
+    return Status::InvalidArgument("signature: " + std::to_string(points) + " points, at most " +
+                                   std::to_string(kMaxSignaturePoints));
   }
   if (proof.device_signature.size() > kMaxDeviceSignatureBytes) {
     return Status::InvalidArgument(
@@ -278,9 +278,9 @@ Result<ProofOfDelivery> DecodeProof(std::string_view bytes) {
     size_t total = 0;
     for (pb_size_t i = 0; i < sig.stroke_points_count; ++i) total += sig.stroke_points[i];
     if (total * 2 != sig.xy_count) {
-      return Status::Corruption("proof body: signature stroke lengths (" +
-                                std::to_string(total) + " points) disagree with " +
-                                std::to_string(sig.xy_count / 2) + " coordinate pairs");
+      return Status::Corruption("proof body: signature stroke lengths (" + std::to_string(total) +
+                                " points) disagree with " + std::to_string(sig.xy_count / 2) +
+                                " coordinate pairs");
     }
     SignaturePoint prev;
     size_t k = 0;

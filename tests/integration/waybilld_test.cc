@@ -1,12 +1,11 @@
 // waybilld as a process: real board and config files, real SQLite, real HTTP on 127.0.0.1,
 // real signals. What a driver and a tech would notice: an answered "stored" survives a kill -9,
 // SIGTERM exits cleanly, a bad file is a clear error, sequences go on after a restart.
+#include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
-#include <httplib.h>
 
 #include <chrono>
 #include <filesystem>
@@ -16,9 +15,9 @@
 #include <sstream>
 #include <thread>
 
-#include "waybill/sync/events.h"
 #include "support/waybilld_process.h"
 #include "waybill/sync/data_key.h"
+#include "waybill/sync/events.h"
 #include "waybill/sync/outbox_reader.h"
 
 namespace {
@@ -102,17 +101,21 @@ TEST_F(WaybilldTest, EveryAnsweredStoredEventSurvivesKillDashNine) {
   std::string sha = json::parse(photo->body)["sha256"];
   for (int i = 0; i < 40; ++i) {
     std::string order = "ORD-" + std::to_string(i);
-    json body = {{"stop_id", "stop-" + std::to_string(i)}, {"order_id", order},
-                 {"kind", "delivered"}, {"items", i % 5}};
+    json body = {{"stop_id", "stop-" + std::to_string(i)},
+                 {"order_id", order},
+                 {"kind", "delivered"},
+                 {"items", i % 5}};
     auto res = client.Post("/v1/deliveries", body.dump(), "application/json");
     ASSERT_TRUE(res);
     ASSERT_EQ(res->status, 201) << res->body;
     answered[json::parse(res->body)["seq"].get<uint64_t>()] = order;
     if (i % 10 == 9) {
-      json proof = {{"order_id", order}, {"recipient_name", "Recipient " + std::to_string(i)},
-                    {"signature", {{"width", 760}, {"height", 300},
-                                   {"strokes", {{{10, 10}, {50, 60}, {90, 20}}}}}},
-                    {"photo_sha256", sha}};
+      json proof = {
+          {"order_id", order},
+          {"recipient_name", "Recipient " + std::to_string(i)},
+          {"signature",
+           {{"width", 760}, {"height", 300}, {"strokes", {{{10, 10}, {50, 60}, {90, 20}}}}}},
+          {"photo_sha256", sha}};
       auto p = client.Post("/v1/proofs", proof.dump(), "application/json");
       ASSERT_TRUE(p);
       ASSERT_EQ(p->status, 201) << p->body;
@@ -160,9 +163,9 @@ TEST_F(WaybilldTest, SigtermFlushesAndExitsZero) {
   int port = Start(50);
   ASSERT_GT(port, 0);
   httplib::Client client("127.0.0.1", port);
-  auto res = client.Post("/v1/deliveries",
-                         R"({"order_id":"ORD-7","kind":"failed","reason":"refused"})",
-                         "application/json");
+  auto res =
+      client.Post("/v1/deliveries", R"({"order_id":"ORD-7","kind":"failed","reason":"refused"})",
+                  "application/json");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 201);
   auto status = client.Get("/v1/status");

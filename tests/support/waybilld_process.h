@@ -5,18 +5,17 @@
 // Munich drive, and waits until its local API listens. Stop() sends a signal and reaps it.
 #pragma once
 
+#include <httplib.h>
 #include <signal.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <httplib.h>
-#include <nlohmann/json.hpp>
 
 #include "support/child_process.h"
 

@@ -18,7 +18,7 @@ struct DaemonConfig {
   // [device] key_file: the key that signs proofs of delivery; unset, [uplink] key_file (the
   // provisioned key) does. See SigningKeyFile().
   std::string key_file;
-  std::string data_dir;   // [storage] data_dir: overrides the board's when set
+  std::string data_dir;  // [storage] data_dir: overrides the board's when set
   // [storage] data_key_file: the key that seals personal data at rest (docs/PERSONAL-DATA.md);
   // empty: <data_dir>/data.key. Created on the first start when missing.
   std::string data_key_file;

@@ -91,7 +91,7 @@ class Daemon {
   std::unique_ptr<hal::GnssSource> gnss_;
   std::unique_ptr<hal::Watchdog> watchdog_;
   std::unique_ptr<hal::StorageHealth> storage_;
-  std::unique_ptr<sync::Uplink> uplink_;  // null when waybill.toml names no broker
+  std::unique_ptr<sync::Uplink> uplink_;     // null when waybill.toml names no broker
   std::unique_ptr<PhotoUploader> uploader_;  // null without [uplink] upload_url
 
   // Owned by the GNSS thread; the snapshot below is what others read.

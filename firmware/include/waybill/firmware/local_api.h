@@ -1,8 +1,8 @@
 // LocalApi: the HTTP+JSON API that the in-cab app talks to, on 127.0.0.1 only.
 //
 //   POST /v1/deliveries   {"stop_id","order_id","kind","reason","note","items"}  -> 201 {"seq",...}
-//   POST /v1/photos       raw JPEG or PNG bytes                                  -> 201 {"sha256",...}
-//   POST /v1/proofs       {"stop_id","order_id","recipient_name",
+//   POST /v1/photos       raw JPEG or PNG bytes                                  -> 201
+//   {"sha256",...} POST /v1/proofs       {"stop_id","order_id","recipient_name",
 //                          "signature":{"width","height","strokes":[[[x,y],...],...]},
 //                          "photo_sha256"}                                       -> 201 {"seq",...}
 //   GET  /v1/status       GNSS, outbox depth by class, storage, counters
@@ -19,11 +19,10 @@
 
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "waybill/firmware/manifest_store.h"
 #include "waybill/firmware/photo_store.h"

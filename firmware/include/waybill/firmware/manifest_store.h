@@ -16,10 +16,9 @@
 
 #include <cstdint>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "waybill/status.h"
 #include "waybill/sync/events.h"

@@ -68,12 +68,12 @@ struct StoredEvent {
 };
 
 struct OutboxOptions {
-  std::string path;                      // the SQLite file, e.g. /var/lib/waybill/outbox.db
-  uint64_t quota_bytes = 256ull << 20;   // live data size that triggers eviction
-  uint64_t min_free_bytes = 16ull << 20; // keep this much free on the file system
-  int group_commit_max_events = 1024;    // most events in one transaction
-  std::string vfs_name;                  // SQLite VFS to open with; empty = the default (tests
-                                         // register a fault-injecting one)
+  std::string path;                       // the SQLite file, e.g. /var/lib/waybill/outbox.db
+  uint64_t quota_bytes = 256ull << 20;    // live data size that triggers eviction
+  uint64_t min_free_bytes = 16ull << 20;  // keep this much free on the file system
+  int group_commit_max_events = 1024;     // most events in one transaction
+  std::string vfs_name;                   // SQLite VFS to open with; empty = the default (tests
+                                          // register a fault-injecting one)
   // Seals the bodies of IsSealedClass events at rest; null: bodies are stored as given. Claim
   // returns plaintext either way. See docs/PERSONAL-DATA.md.
   std::shared_ptr<const DataKey> data_key;
@@ -88,13 +88,13 @@ struct OutboxStats {
   uint64_t bytes = 0;         // live data (pages in use * page size)
   uint64_t next_seq = 0;
   uint64_t oldest_ts_ms = 0;
-  uint64_t commits = 0;       // transactions committed since open
-  uint64_t appends = 0;       // events appended since open
-  uint64_t evicted = 0;       // fixes (then health events) removed by the eviction policy
-                              // since open
-  uint64_t refused = 0;       // appends refused for lack of space since open
-  uint64_t burned = 0;        // sequences given to transactions that then failed, since open:
-                              // never stored, never reused (with `evicted`, the only gaps)
+  uint64_t commits = 0;  // transactions committed since open
+  uint64_t appends = 0;  // events appended since open
+  uint64_t evicted = 0;  // fixes (then health events) removed by the eviction policy
+                         // since open
+  uint64_t refused = 0;  // appends refused for lack of space since open
+  uint64_t burned = 0;   // sequences given to transactions that then failed, since open:
+                         // never stored, never reused (with `evicted`, the only gaps)
   // Sealed events that could not be opened (key lost or replaced, damaged) since open: kept in
   // the file, not sent; an alarm is raised.
   uint64_t unopenable = 0;
@@ -113,9 +113,9 @@ class Outbox {
 
   // Stores one event durably and returns its sequence. On error nothing was reported stored and
   // the transaction was rolled back; see the implementation essay for the one exception (a failed
-  // final sync can leave the rows on disk, to be sent like any other event: duplicates, never loss).
-  // kNoSpace: a fix was refused because only protected events are left and the quota or the disk
-  // is full.
+  // final sync can leave the rows on disk, to be sent like any other event: duplicates, never
+  // loss). kNoSpace: a fix was refused because only protected events are left and the quota or the
+  // disk is full.
   virtual Result<uint64_t> Append(const NewEvent& event) = 0;
 
   // As Append, but returns at once; `done` runs on the outbox's writer thread after the commit.
