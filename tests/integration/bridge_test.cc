@@ -9,6 +9,7 @@
 #include <set>
 
 #include "support/bridge_processes.h"
+#include "support/raw_publisher.h"
 #include "support/test_pki.h"
 #include "support/waybilld_process.h"
 #include "unit/bridge_test_util.h"
@@ -215,35 +216,6 @@ TEST_F(BridgeTest, TwoBridgesOnOneSharedSubscriptionSplitTheLoad) {
                 b->Metric("waybill_bridge_events_accepted_total"),
             6 * 1020);
 }
-
-// Publishes raw payloads as a (misbehaving) device would.
-class RawPublisher {
- public:
-  explicit RawPublisher(const std::string& uri)
-      : client_(uri, "raw-publisher", mqtt::create_options(MQTTVERSION_5), nullptr) {
-    mqtt::connect_options o;
-    o.set_mqtt_version(MQTTVERSION_5);
-    client_.connect(o)->wait();
-    client_.set_message_callback([this](mqtt::const_message_ptr m) {
-      std::lock_guard<std::mutex> lk(mu_);
-      auto seqs = sync::DecodeAck(m->get_payload_str(), nullptr);
-      if (seqs.ok()) acked_.insert(seqs->begin(), seqs->end());
-    });
-    client_.subscribe("fleet/truck-1/ack", 1)->wait();
-  }
-  void Publish(const std::string& topic, const std::string& payload) {
-    client_.publish(mqtt::make_message(topic, payload, 1, false))->wait();
-  }
-  std::set<uint64_t> acked() {
-    std::lock_guard<std::mutex> lk(mu_);
-    return acked_;
-  }
-
- private:
-  mqtt::async_client client_;
-  std::mutex mu_;
-  std::set<uint64_t> acked_;
-};
 
 TEST_F(BridgeTest, RefusedInputIsDeadLetteredWithItsReasonAndTheRestGoesOn) {
   ASSERT_TRUE(StartReceiver());

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "support/bridge_processes.h"
+#include "support/raw_publisher.h"
 #include "support/test_pki.h"
 #include "support/waybilld_process.h"
 #include "unit/bridge_test_util.h"
@@ -84,35 +85,6 @@ std::vector<json> ReceivedProofs(const ReceiverProcess& receiver) {
   sqlite3_close(db);
   return out;
 }
-
-// Publishes raw batches as truck-1 would, and collects the bridge's acks to truck-1.
-class TruckPublisher {
- public:
-  explicit TruckPublisher(const std::string& uri)
-      : client_(uri, "forger", mqtt::create_options(MQTTVERSION_5), nullptr) {
-    mqtt::connect_options o;
-    o.set_mqtt_version(MQTTVERSION_5);
-    client_.connect(o)->wait();
-    client_.set_message_callback([this](mqtt::const_message_ptr m) {
-      std::lock_guard<std::mutex> lk(mu_);
-      auto seqs = sync::DecodeAck(m->get_payload_str(), nullptr);
-      if (seqs.ok()) acked_.insert(seqs->begin(), seqs->end());
-    });
-    client_.subscribe("fleet/truck-1/ack", 1)->wait();
-  }
-  void Publish(const std::string& payload) {
-    client_.publish(mqtt::make_message("fleet/truck-1/up", payload, 1, false))->wait();
-  }
-  bool Acked(uint64_t seq) {
-    std::lock_guard<std::mutex> lk(mu_);
-    return acked_.count(seq) > 0;
-  }
-
- private:
-  mqtt::async_client client_;
-  std::mutex mu_;
-  std::set<uint64_t> acked_;
-};
 
 class SignedProofTest : public ::testing::Test {
  protected:
@@ -198,7 +170,7 @@ TEST_F(SignedProofTest, OnlyProofsSignedByTheDevicesKeyReachTheBackend) {
           .ok());
 
   // The same signed proof with another recipient, and an unsigned proof, published as truck-1.
-  TruckPublisher forger(broker_->uri());
+  RawPublisher forger(broker_->uri(), "forger");
   int64_t now = NowMs();
   sync::ProofOfDelivery tampered = rebuilt;
   tampered.recipient_name = "Somebody Else";
