@@ -184,6 +184,22 @@ int64_t UnixSeconds(const mbedtls_x509_time& t) {
   return static_cast<int64_t>(timegm(&tm));
 }
 
+// What a tech or an error message needs to know of a parsed certificate.
+CertificateInfo InfoOf(const mbedtls_x509_crt& crt) {
+  CertificateInfo info;
+  info.subject = DnString(&crt.subject);
+  std::vector<std::string> cns = CommonNames(&crt.subject);
+  if (!cns.empty()) info.common_name = cns[0];
+  info.issuer = DnString(&crt.issuer);
+  char serial[128];
+  int n = mbedtls_x509_serial_gets(serial, sizeof(serial), &crt.serial);
+  if (n > 0) info.serial_hex.assign(serial, static_cast<size_t>(n));
+  info.not_before_unix_s = UnixSeconds(crt.valid_from);
+  info.not_after_unix_s = UnixSeconds(crt.valid_to);
+  info.is_ca = crt.ca_istrue != 0;
+  return info;
+}
+
 // "YYYYMMDDhhmmss" in UTC, what mbedtls_x509write_crt_set_validity takes.
 std::string X509Time(int64_t unix_s) {
   std::time_t t = static_cast<std::time_t>(unix_s);
@@ -391,16 +407,7 @@ class MbedCertificateKey final : public CertificateKey {
                                      " key; device keys are EC P-256");
     }
     path_ = path;
-    info_.subject = DnString(&crt_.ctx.subject);
-    std::vector<std::string> cns = CommonNames(&crt_.ctx.subject);
-    if (!cns.empty()) info_.common_name = cns[0];
-    info_.issuer = DnString(&crt_.ctx.issuer);
-    char serial[128];
-    int n = mbedtls_x509_serial_gets(serial, sizeof(serial), &crt_.ctx.serial);
-    if (n > 0) info_.serial_hex.assign(serial, static_cast<size_t>(n));
-    info_.not_before_unix_s = UnixSeconds(crt_.ctx.valid_from);
-    info_.not_after_unix_s = UnixSeconds(crt_.ctx.valid_to);
-    info_.is_ca = crt_.ctx.ca_istrue != 0;
+    info_ = InfoOf(crt_.ctx);
     return Status::Ok();
   }
 
@@ -530,18 +537,7 @@ Result<CsrInfo> VerifyCsr(std::string_view bytes, const std::string& origin) {
 Result<CertificateInfo> ReadCertificate(const std::string& path) {
   Crt crt;
   if (Status s = ParseCertFile(path, &crt); !s.ok()) return s;
-  CertificateInfo info;
-  info.subject = DnString(&crt.ctx.subject);
-  std::vector<std::string> cns = CommonNames(&crt.ctx.subject);
-  if (!cns.empty()) info.common_name = cns[0];
-  info.issuer = DnString(&crt.ctx.issuer);
-  char serial[128];
-  int n = mbedtls_x509_serial_gets(serial, sizeof(serial), &crt.ctx.serial);
-  if (n > 0) info.serial_hex.assign(serial, static_cast<size_t>(n));
-  info.not_before_unix_s = UnixSeconds(crt.ctx.valid_from);
-  info.not_after_unix_s = UnixSeconds(crt.ctx.valid_to);
-  info.is_ca = crt.ctx.ca_istrue != 0;
-  return info;
+  return InfoOf(crt.ctx);
 }
 
 Status VerifyCertificateChain(const std::string& cert_path, const std::string& ca_path) {

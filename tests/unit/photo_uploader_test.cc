@@ -29,11 +29,12 @@ bool WaitFor(F done, int timeout_ms) {
   return done();
 }
 
-// A bridge that keeps one photo's bytes in memory and answers HEAD and PATCH as the real one
-// does, unless `refuse` is set (then every PATCH gets a 422).
-class StubBridge {
+// A test double of the bridge's upload endpoint (the real one runs in photo_upload_test.cc): it
+// keeps one photo's bytes in memory and answers HEAD and PATCH as the real one does, unless
+// `refuse` is set (then every PATCH gets a 422).
+class FakeUploadEndpoint {
  public:
-  StubBridge()
+  FakeUploadEndpoint()
       : server_(GetTestPki().server.cert.c_str(), GetTestPki().server.key.c_str(),
                 GetTestPki().ca.c_str()) {
     server_.Get(R"(/v1/photos/[0-9a-f]{64})",
@@ -73,12 +74,12 @@ class StubBridge {
                     res.status = complete_ ? 201 : 200;
                   });
     // As the bridge does: resumed sessions with client certificates need a session id context.
-    static constexpr unsigned char kContext[] = "stub-bridge";
+    static constexpr unsigned char kContext[] = "fake-upload-endpoint";
     SSL_CTX_set_session_id_context(server_.ssl_context(), kContext, sizeof kContext - 1);
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
   }
-  ~StubBridge() {
+  ~FakeUploadEndpoint() {
     server_.stop();
     thread_.join();
   }
@@ -153,7 +154,7 @@ std::string Jpeg(size_t n) {
 }
 
 TEST_F(PhotoUploaderTest, WaitsForTheUplinkThenResumesAtTheBridgesOffset) {
-  StubBridge bridge;
+  FakeUploadEndpoint bridge;
   const std::string photo = Jpeg(100'000);
   const std::array<uint8_t, 32> sha = Store(photo);
   bridge.Hold(photo.substr(0, 30'000));
@@ -181,7 +182,7 @@ TEST_F(PhotoUploaderTest, WaitsForTheUplinkThenResumesAtTheBridgesOffset) {
 }
 
 TEST_F(PhotoUploaderTest, APhotoTheBridgeRefusesStaysOnTheUnitAndIsNotSentAgain) {
-  StubBridge bridge;
+  FakeUploadEndpoint bridge;
   bridge.Refuse();
   const std::array<uint8_t, 32> sha = Store(Jpeg(20'000));
   PhotoUploader uploader(photos_, queue_, Options(bridge.url()), {});
