@@ -22,12 +22,7 @@ using testing::TempDir;
 
 constexpr const char* kName = "Zdenka Quist-Marlowe";
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testing::ReadAll;
 
 sync::StoredEvent NamedDelivery(uint64_t seq, int64_t ts_ms) {
   sync::DeliveryEvent d;

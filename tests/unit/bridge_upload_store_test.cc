@@ -28,12 +28,7 @@ std::string Photo(size_t n, int seed = 1) {
   return p;
 }
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testing::ReadAll;
 
 class UploadStoreTest : public ::testing::Test {
  protected:

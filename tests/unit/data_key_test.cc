@@ -18,12 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::TempDir;
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testing::ReadAll;
 
 std::unique_ptr<DataKey> KeyOf(char fill) {
   auto key = DataKey::FromBytes(std::string(kDataKeyBytes, fill));

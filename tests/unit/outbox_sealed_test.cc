@@ -23,12 +23,7 @@ using sync::EventClass;
 
 constexpr const char* kName = "Zdenka Quist-Marlowe";
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testing::ReadAll;
 
 std::shared_ptr<const sync::DataKey> KeyOf(char fill) {
   auto key = sync::DataKey::FromBytes(std::string(sync::kDataKeyBytes, fill));
